@@ -1,0 +1,179 @@
+"""Forward passes: prompted texts in, one unnormalised float32 vector per text out.
+
+Two backends share one small interface (`embed`) so the adapter never cares which kind of model it
+drives: a decoder LLM through transformers (left padding, last-token pooling, as bge-en-icl) and a
+sentence-transformers encoder (its own pooling) for encoder baselines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from evalharness.prompts import PromptedText, special_layout, tokenize_prompted
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """fp16 on a CPU is slow and inexact, so the reference casts to float there; we do the same."""
+    if dtype == "auto":
+        return (
+            torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        )
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(DTYPES)}")
+    if device == "cpu" and dtype != "float32":
+        logger.warning("dtype=%s requested on CPU; using float32 as the reference implementation does", dtype)
+        return torch.float32
+    return DTYPES[dtype]
+
+
+class Backend(Protocol):
+    tokens_encoded: int
+
+    def embed(self, items: Sequence[PromptedText], batch_size: int) -> np.ndarray: ...
+
+    def count_tokens(self, items: Sequence[PromptedText]) -> list[int]: ...
+
+
+class DecoderBackend:
+    """A transformers AutoModel with last-token pooling over left-padded batches."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        revision: str | None = None,
+        dtype: str = "auto",
+        device: str = "auto",
+        query_max_length: int = 512,
+        passage_max_length: int = 512,
+        trust_remote_code: bool = False,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
+            path, revision=revision, trust_remote_code=trust_remote_code
+        )
+        self.tokenizer.padding_side = "left"
+        self.model = model or AutoModel.from_pretrained(
+            path, revision=revision, dtype=self.dtype, trust_remote_code=trust_remote_code
+        )
+        self.model.to(self.device).eval()
+        self.layout = special_layout(self.tokenizer)
+        pad = self.tokenizer.pad_token_id
+        if pad is None:  # the reference pads with unk when there is no pad token
+            pad = (
+                self.tokenizer.unk_token_id if self.tokenizer.unk_token_id is not None else self.layout.eos_id
+            )
+        self.pad_id = int(pad)
+        self.query_max_length = query_max_length
+        self.passage_max_length = passage_max_length
+        self.tokens_encoded = 0
+        self.n_truncated = 0
+
+    def tokenize(self, items: Sequence[PromptedText]) -> list[list[int]]:
+        tok = tokenize_prompted(
+            self.tokenizer,
+            items,
+            query_max_length=self.query_max_length,
+            passage_max_length=self.passage_max_length,
+            layout=self.layout,
+        )
+        self.n_truncated += tok.n_truncated
+        return tok.input_ids
+
+    def count_tokens(self, items: Sequence[PromptedText]) -> list[int]:
+        return [len(ids) for ids in self.tokenize(items)]
+
+    @torch.inference_mode()
+    def embed_ids(self, sequences: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
+        """Sort by length (less padding), run left-padded batches, take the last position, restore order."""
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        hidden = self.model.config.hidden_size
+        out = np.empty((len(sequences), hidden), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(sequences[i]) for i in idx)
+            ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                seq = sequences[i]
+                ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                mask[row, width - len(seq) :] = 1
+            # explicit positions so left padding cannot shift a text's positions (matters for
+            # absolute-position models; a no-op for RoPE up to rounding)
+            positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+            result = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+            )
+            out[idx] = result.last_hidden_state[:, -1].float().cpu().numpy()
+            self.tokens_encoded += int(mask.sum())
+        return out
+
+    def embed(self, items: Sequence[PromptedText], batch_size: int) -> np.ndarray:
+        return self.embed_ids(self.tokenize(items), batch_size)
+
+
+class SentenceTransformerBackend:
+    """A sentence-transformers model fed the same prompt text as the decoder.
+
+    Encoders have short windows (MiniLM: 256 tokens), so a long example prefix would push the query
+    itself out under right truncation; queries are therefore truncated from the left, which keeps
+    the query and drops the oldest example tokens instead."""
+
+    def __init__(
+        self, path: str, *, revision: str | None = None, device: str = "auto", model: Any = None
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.device = resolve_device(device)
+        self.model = model or SentenceTransformer(path, revision=revision, device=self.device)
+        self.tokens_encoded = 0
+        self.n_truncated = 0
+
+    def count_tokens(self, items: Sequence[PromptedText]) -> list[int]:
+        tok = self.model.tokenizer
+        return [len(tok(item.text)["input_ids"]) for item in items]
+
+    def embed(self, items: Sequence[PromptedText], batch_size: int) -> np.ndarray:
+        out = np.empty((len(items), self.model.get_embedding_dimension()), dtype=np.float32)
+        limit = self.model.max_seq_length
+        for is_query in (True, False):
+            idx = [i for i, item in enumerate(items) if item.is_query == is_query]
+            if not idx:
+                continue
+            texts = [items[i].text for i in idx]
+            lengths = self.count_tokens([items[i] for i in idx])
+            self.n_truncated += sum(n > limit for n in lengths)
+            self.tokens_encoded += sum(min(n, limit) for n in lengths)
+            tok = self.model.tokenizer
+            previous = tok.truncation_side
+            tok.truncation_side = "left" if is_query else "right"
+            try:
+                vecs = self.model.encode(
+                    texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
+                )
+            finally:
+                tok.truncation_side = previous
+            out[idx] = vecs.astype(np.float32)
+        return out

@@ -1,0 +1,148 @@
+"""The MTEB encoder that turns any embedding model into a few-shot one.
+
+mteb asks for vectors of texts with a task and a side (query, document, or none for symmetric
+tasks); this adapter rewrites the query side exactly as bge-en-icl does (examples + instruction +
+query + suffix) and hands the result to a backend. The weights load on the first `encode`, so every
+config, example and instruction problem surfaces before any expensive work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from mteb.models.abs_encoder import AbsEncoder
+from mteb.types import PromptType
+
+from evalharness.config import ModelConfig
+from evalharness.encoders.loading import build_model_meta, load_backend
+from evalharness.examples import Example, ExampleSet
+from evalharness.prompts import PromptedText, PromptError, PromptTemplate, get_template
+
+logger = logging.getLogger(__name__)
+
+NO_NORMALISE_TYPES = {"Classification", "MultilabelClassification"}
+
+
+class ICLEncoder(AbsEncoder):
+    """Few-shot MTEB encoder over a decoder LLM or a sentence-transformers model."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        examples: ExampleSet | None = None,
+        instructions: Mapping[str, str] | None = None,
+        template: str | Mapping[str, Any] | PromptTemplate | None = None,
+        experiment_kwargs: Mapping[str, Any] | None = None,
+        backend: Any = None,
+    ) -> None:
+        from evalharness.examples import FixedExamples
+        from evalharness.instructions import load_instructions
+
+        self.config = config
+        self.template = get_template(template or config.template)
+        self.examples = examples if examples is not None else FixedExamples({}, strategy="none")
+        self.instructions = dict(instructions) if instructions is not None else load_instructions()
+        self.mteb_model_meta = build_model_meta(config, experiment_kwargs, loader=type(self))
+        self._backend = backend
+        self.encode_calls: list[dict[str, Any]] = []
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            self._backend = load_backend(self.config)
+        return self._backend
+
+    @property
+    def model(self) -> Any:  # AbsEncoder convention
+        return self.backend
+
+    # -- prompt construction ---------------------------------------------------------------
+
+    def instruction_for(self, task_metadata: Any) -> tuple[str, str]:
+        """(instruction, where it came from): Table 7, the user's override, or mteb's task prompt."""
+        from evalharness.instructions import resolve_instruction
+
+        return resolve_instruction(task_metadata, self.instructions)
+
+    def is_query_side(self, prompt_type: PromptType | None) -> bool:
+        if prompt_type is None:  # symmetric task: the reference treats every text as a query
+            return self.config.symmetric == "prompt-all"
+        return prompt_type == PromptType.query
+
+    def prompted_texts(
+        self,
+        texts: Sequence[str],
+        task_metadata: Any,
+        prompt_type: PromptType | None,
+        hf_split: str = "test",
+    ) -> list[PromptedText]:
+        if not self.is_query_side(prompt_type):
+            return [PromptedText("", t, "", is_query=False) for t in texts]
+        for i, t in enumerate(texts):
+            if not t or not t.strip():
+                raise PromptError(
+                    f"{task_metadata.name} ({hf_split}): query text #{i} is empty or whitespace-only; "
+                    "remove it from the data or fill it in (an empty query has no meaning to embed)"
+                )
+        instruction, _ = self.instruction_for(task_metadata)
+        per_text = self.examples.for_texts(task_metadata.name, texts, embed=self._embed_raw)
+        prefixes: dict[tuple[Example, ...], str] = {}
+        items = []
+        for text, shots in zip(texts, per_text, strict=True):
+            if shots not in prefixes:
+                prefixes[shots] = self.template.render_prefix(shots, instruction)
+            items.append(
+                PromptedText(
+                    prefixes[shots], self.template.wrap_query(text, instruction), self.template.suffix, True
+                )
+            )
+        return items
+
+    def _embed_raw(self, texts: list[str]) -> np.ndarray:
+        """Unprompted, normalised vectors: what the `knn` example strategy compares."""
+        vecs = self.backend.embed(
+            [PromptedText("", t, "", is_query=False) for t in texts], self.config.batch_size
+        )
+        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+
+    # -- mteb interface --------------------------------------------------------------------
+
+    def encode(
+        self,
+        inputs: Any,
+        *,
+        task_metadata: Any,
+        hf_split: str,
+        hf_subset: str,
+        prompt_type: PromptType | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        texts = [t for batch in inputs for t in batch["text"]]
+        items = self.prompted_texts(texts, task_metadata, prompt_type, hf_split)
+        batch_size = self.config.batch_size
+        vecs = self.backend.embed(items, batch_size)
+        if not np.isfinite(vecs).all():
+            raise FloatingPointError(
+                f"{task_metadata.name} ({hf_split}): the model produced NaN/inf embeddings "
+                f"(dtype={self.config.dtype}); no score is written. Try dtype=float32 or bfloat16."
+            )
+        normalise = self.config.normalize and (
+            task_metadata.type not in NO_NORMALISE_TYPES or self.config.normalize_classification
+        )
+        if normalise:
+            vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        self.encode_calls.append(
+            {
+                "task": task_metadata.name,
+                "split": hf_split,
+                "subset": hf_subset,
+                "prompt_type": prompt_type.value if prompt_type else None,
+                "n": len(texts),
+                "query_side": bool(items) and items[0].is_query,
+            }
+        )
+        return vecs.astype(np.float32)
