@@ -976,6 +976,9 @@ class _TrainPools(Mapping[str, Sequence[Example]]):
             ]
         return self._pools[task_name]
 
+    def __contains__(self, task_name: object) -> bool:
+        return task_name in self.tasks  # without building the pool, as Mapping's default would
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.tasks)
 
