@@ -1,0 +1,172 @@
+"""The `evalharness` command. Sub-commands are thin: each parses its arguments and calls one function
+of the package, so everything the CLI does is also a Python API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger("evalharness")
+
+
+def _resolve_task(name: str):
+    """An mteb task by name (offline tasks included), with close-match suggestions on a typo."""
+    import difflib
+
+    import mteb
+
+    from evalharness.tasks import register_offline_tasks
+
+    register_offline_tasks()
+    try:
+        return mteb.get_task(name)
+    except KeyError as err:
+        from mteb.get_tasks import _TASKS_REGISTRY
+
+        close = difflib.get_close_matches(name, list(_TASKS_REGISTRY), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else " List tasks with `evalharness tasks`."
+        raise SystemExit(f"error: unknown task {name!r}.{hint}") from err
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    """Print exactly what the model will see for one query, and its token count."""
+    from evalharness.config import load_model_config
+    from evalharness.examples import FixedExamples, build_example_set, load_example_file
+    from evalharness.instructions import load_instructions, resolve_instruction
+    from evalharness.prompts import PromptedText, get_template, tokenize_prompted
+
+    config = load_model_config(args.model)
+    template = get_template(args.template or config.template)
+    task = _resolve_task(args.task)
+    meta = task.metadata
+    instruction, source = resolve_instruction(meta, load_instructions(args.instructions))
+    if args.shots == 0:
+        examples = FixedExamples({}, "none")
+    elif args.examples and Path(args.examples).is_file():
+        pool = load_example_file(args.examples)
+        if args.shots > len(pool):
+            raise SystemExit(f"error: shots={args.shots} but {args.examples} has only {len(pool)} examples")
+        examples = FixedExamples({meta.name: pool if args.shots < 0 else pool[: args.shots]}, "file")
+    else:
+        strategy = "file" if args.examples else args.strategy
+        examples = build_example_set(
+            strategy, shots=args.shots, seed=args.seed, root=args.examples, tasks={meta.name: task}
+        )
+    shots = examples.for_texts(meta.name, [args.query])[0]
+    if args.passage:
+        item = PromptedText("", args.query, "", is_query=False)
+    else:
+        prefix = template.render_prefix(shots, instruction)
+        item = PromptedText(prefix, template.wrap_query(args.query, instruction), template.suffix, True)
+
+    print(f"task: {meta.name} ({meta.type})  model: {config.name}  template: {template.name}")
+    print(f"instruction [{source}]: {instruction}")
+    print(f"examples: {len(shots)}" + (f" ({', '.join(e.source for e in shots)})" if shots else ""))
+    if args.no_tokenize:
+        print("----- prompt text -----")
+        print(item.text, end="")
+        print("\n----- end -----")
+        return 0
+
+    from transformers import AutoTokenizer
+
+    from evalharness.encoders.loading import resolve_source
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_source(config.source))
+    if config.backend == "sentence-transformers":
+        ids = tokenizer(item.text)["input_ids"]
+        limit = tokenizer.model_max_length
+        note = f" (window {limit}: the oldest {len(ids) - limit} tokens are dropped)" if len(ids) > limit else ""
+    else:
+        out = tokenize_prompted(
+            tokenizer,
+            [item],
+            query_max_length=config.query_max_length,
+            passage_max_length=config.passage_max_length,
+        )
+        ids = out.input_ids[0]
+        note = " (query truncated to the query budget)" if out.n_truncated else ""
+    print("----- model input (decoded tokens, special tokens shown) -----")
+    print(tokenizer.decode(ids), end="")
+    print("\n----- end -----")
+    prefix_tokens = len(tokenizer(item.prefix, add_special_tokens=False)["input_ids"]) if item.prefix else 0
+    print(
+        f"tokens: {len(ids)} (example prefix {prefix_tokens}); budgets: query {config.query_max_length}, "
+        f"passage {config.passage_max_length}{note}"
+    )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from evalharness.config import available_models, load_model_config
+
+    for name in available_models():
+        cfg = load_model_config(name)
+        print(f"{name:24s} {cfg.name:40s} {cfg.backend:22s} template={cfg.template} source={cfg.source}")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    import mteb
+
+    from evalharness.tasks import OFFLINE_MINI_TASKS, register_offline_tasks
+
+    register_offline_tasks()
+    names = OFFLINE_MINI_TASKS if args.benchmark == "offline-mini" else None
+    tasks = mteb.get_benchmark(args.benchmark).tasks if names is None else [mteb.get_task(n) for n in names]
+    for t in tasks:
+        print(f"{t.metadata.name:45s} {t.metadata.type:20s} {t.metadata.main_score}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalharness", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prompt", help="print exactly what the model sees for one query")
+    p.add_argument("--task", required=True, help="mteb task name, e.g. Banking77Classification")
+    p.add_argument("--query", required=True, help="the query (or passage with --passage) text")
+    p.add_argument("--shots", type=int, default=0, help="number of examples (-1: all in the file)")
+    p.add_argument("--examples", help="example file, or folder of per-task files (reference formats)")
+    p.add_argument("--strategy", default="train", choices=["train", "none"], help="without --examples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="smollm2-135m", help="model config name (see `evalharness models`)")
+    p.add_argument("--template", help="prompt template (default: the model's)")
+    p.add_argument("--instructions", help="YAML/JSON file of task -> instruction overrides")
+    p.add_argument("--passage", action="store_true", help="render the text as a passage (raw + EOS)")
+    p.add_argument("--no-tokenize", action="store_true", help="print the text only; load no tokenizer")
+    p.set_defaults(func=cmd_prompt)
+
+    p = sub.add_parser("models", help="list model configs")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("tasks", help="list the tasks of a benchmark")
+    p.add_argument("benchmark", nargs="?", default="offline-mini")
+    p.set_defaults(func=cmd_tasks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from evalharness.examples import ExampleError
+    from evalharness.instructions import InstructionError
+    from evalharness.prompts import PromptError
+
+    try:
+        return args.func(args)
+    except (ExampleError, InstructionError, PromptError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
