@@ -40,6 +40,9 @@ class ModelConfig:
     # classification, summarisation) gets prefix + instruction, as the reference runner does.
     symmetric: str = "prompt-all"
     special_tokens: list[str] = field(default_factory=list)
+    # run the examples prefix once per task and reuse its key/values (decoder backend); off = the
+    # reference's uncached computation, for parity checks
+    prefix_cache: bool = True
     trust_remote_code: bool = False
     meta: dict[str, Any] = field(default_factory=dict)  # ModelMeta fields (n_parameters, license, ...)
 
@@ -71,3 +74,57 @@ def load_model_config(name_or_path: str, **overrides: Any) -> ModelConfig:
     schema = OmegaConf.structured(ModelConfig)
     merged = OmegaConf.merge(schema, OmegaConf.load(path), overrides)
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
+@dataclass
+class BenchmarkConfig:
+    """Which tasks: an mteb benchmark by name (or "offline-mini"), optionally narrowed."""
+
+    name: str = "offline-mini"
+    tasks: list[str] = field(default_factory=list)  # explicit task names; replaces the benchmark's list
+    task_types: list[str] = field(default_factory=list)  # e.g. [Retrieval]
+    exclude: list[str] = field(default_factory=list)
+    scale: str = "mini"  # offline-mini only: "mini" (demo-sized) or "full" (all the packaged data)
+
+
+@dataclass
+class TasksConfig:
+    """Where task data comes from when the hub is out of reach."""
+
+    local_root: str | None = None  # holds <org>__<name> copies of hub datasets (mteb's loader reads them)
+    mapping: dict[str, str] = field(default_factory=dict)  # task name -> snapshot directory
+
+
+@dataclass
+class ExamplesConfig:
+    strategy: str = "train"  # none | file | train | knn
+    root: str | None = None  # file: folder of <Task>.json/.jsonl/.csv
+    set_id: str | None = None  # file: a label for the example set (e.g. v1, v2); part of the cell name
+    split: str = "train"  # train/knn: the split examples come from (never an evaluated one)
+    cap: bool = False  # train: shots larger than the pool take the whole pool instead of failing
+
+
+@dataclass
+class RunConfig:
+    """One `evalharness run`: a model, a task list and a sweep over shots (x seeds)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    examples: ExamplesConfig = field(default_factory=ExamplesConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    # an int or a list of ints (Hydra multirun sweeps pass one int per job); -1 = all examples of a file
+    shots: Any = field(default_factory=lambda: [0, 1, 3])
+    seed: Any = 0  # an int or a list of ints (train/knn strategies)
+    template: str | None = None  # default: the model's
+    instructions: str | None = None  # YAML/JSON file of task -> instruction overrides
+    results_dir: str = "results"
+    overwrite: bool = False
+
+
+def register_configs() -> None:
+    """Typed schemas for Hydra: conf/config.yaml builds on `base_config`, so unknown keys and wrong
+    types in any group file or override fail at start with Hydra's own message."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RunConfig)

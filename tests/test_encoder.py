@@ -218,3 +218,37 @@ def test_mteb_evaluate_zero_and_two_shot(tmp_path, smollm2_config, smollm2_backe
         (model_dir / "experiments" / "examples_file__shots_2" / "LocalRetrieval.json").read_text()
     )
     assert stored["scores"]["test"][0]["main_score"] == pytest.approx(runs[2][1]["LocalRetrieval"])
+
+
+def test_prefix_cache_matches_uncached_path(smollm2_backend):
+    """Shared prefix run once vs the reference's full re-encoding: same vectors, fewer tokens."""
+    from evalharness.prompts import PromptedText, get_template
+
+    tpl = get_template("bge-icl")
+    shots = [
+        Example("Capital city of Germany?", "Berlin."),
+        Example("A language for readability?", "Python."),
+    ]
+    prefix = tpl.render_prefix(shots, "Retrieve passages.")
+    queries = [
+        "short",
+        "a considerably longer query with many more tokens than the others in it",
+        "mid length q",
+    ] * 3
+    items = [PromptedText(prefix, tpl.wrap_query(q, "Retrieve passages."), tpl.suffix, True) for q in queries]
+    items.append(PromptedText("", "a passage in the same call", "", False))
+    before = smollm2_backend.tokens_encoded
+    cached = smollm2_backend.embed(items, batch_size=4)
+    cached_tokens = smollm2_backend.tokens_encoded - before
+    smollm2_backend.prefix_cache = False
+    try:
+        before = smollm2_backend.tokens_encoded
+        uncached = smollm2_backend.embed(items, batch_size=4)
+        uncached_tokens = smollm2_backend.tokens_encoded - before
+    finally:
+        smollm2_backend.prefix_cache = True
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    cos = (unit(cached) * unit(uncached)).sum(axis=1)
+    assert cos.min() >= 0.9999
+    assert np.abs(unit(cached) - unit(uncached)).max() < 1e-5
+    assert cached_tokens < uncached_tokens / 2

@@ -7,6 +7,7 @@ sentence-transformers encoder (its own pooling) for encoder baselines.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -62,6 +63,7 @@ class DecoderBackend:
         query_max_length: int = 512,
         passage_max_length: int = 512,
         trust_remote_code: bool = False,
+        prefix_cache: bool = True,
         model: Any = None,
         tokenizer: Any = None,
     ) -> None:
@@ -86,6 +88,7 @@ class DecoderBackend:
         self.pad_id = int(pad)
         self.query_max_length = query_max_length
         self.passage_max_length = passage_max_length
+        self.prefix_cache = prefix_cache
         self.tokens_encoded = 0
         self.n_truncated = 0
 
@@ -131,7 +134,90 @@ class DecoderBackend:
         return out
 
     def embed(self, items: Sequence[PromptedText], batch_size: int) -> np.ndarray:
-        return self.embed_ids(self.tokenize(items), batch_size)
+        """Queries that share a prefix (the examples, and the instruction wrapper) run it once."""
+        sequences = self.tokenize(items)
+        if not self.prefix_cache:
+            return self.embed_ids(sequences, batch_size)
+        out = np.empty((len(items), self.model.config.hidden_size), dtype=np.float32)
+        plain: list[int] = []
+        groups: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            (groups.setdefault(item.prefix, []) if item.is_query else plain).append(i)
+        for idx in groups.values():
+            shared = _common_prefix_length([sequences[i] for i in idx])
+            if len(idx) < 2 or shared < MIN_SHARED_TOKENS:
+                plain.extend(idx)
+                continue
+            try:
+                out[idx] = self.embed_with_prefix(
+                    sequences[idx[0]][:shared], [sequences[i][shared:] for i in idx], batch_size
+                )
+            except (TypeError, ValueError, NotImplementedError, AttributeError) as err:
+                logger.warning(
+                    "%s cannot continue from a cached prefix (%s); using the uncached path",
+                    type(self.model).__name__,
+                    err,
+                )
+                self.prefix_cache = False
+                plain.extend(idx)
+        if plain:
+            out[plain] = self.embed_ids([sequences[i] for i in plain], batch_size)
+        return out
+
+    @torch.inference_mode()
+    def embed_with_prefix(
+        self, prefix: Sequence[int], rests: Sequence[Sequence[int]], batch_size: int
+    ) -> np.ndarray:
+        """Run `prefix` once, then every continuation on top of its key/values.
+
+        Continuations are right-padded with explicit positions after the prefix, so the last real
+        token of each row sits at its own length - 1; the result equals running prefix + rest."""
+        n_prefix = len(prefix)
+        positions = torch.arange(n_prefix, device=self.device).unsqueeze(0)
+        first = self.model(
+            input_ids=torch.tensor([list(prefix)], device=self.device), position_ids=positions, use_cache=True
+        )
+        prefix_cache = first.past_key_values
+        self.tokens_encoded += n_prefix
+        order = sorted(range(len(rests)), key=lambda i: -len(rests[i]))
+        out = np.empty((len(rests), self.model.config.hidden_size), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(rests[i]) for i in idx)
+            ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), n_prefix + width), dtype=torch.long)
+            mask[:, :n_prefix] = 1
+            lengths = torch.tensor([len(rests[i]) for i in idx])
+            for row, i in enumerate(idx):
+                ids[row, : len(rests[i])] = torch.tensor(rests[i], dtype=torch.long)
+                mask[row, n_prefix : n_prefix + len(rests[i])] = 1
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(idx))
+            pos = (n_prefix + torch.arange(width)).unsqueeze(0).expand(len(idx), -1)
+            hidden = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=pos.to(self.device),
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
+            last = hidden[torch.arange(len(idx)), (lengths - 1).to(self.device)]
+            out[idx] = last.float().cpu().numpy()
+            self.tokens_encoded += int(lengths.sum())
+        return out
+
+
+MIN_SHARED_TOKENS = 8  # below this, a cached prefix saves less than its bookkeeping costs
+
+
+def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens shared by all sequences, leaving each at least its last token (the one we pool)."""
+    limit = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in sequences[1:]):
+        n += 1
+    return n
 
 
 class SentenceTransformerBackend:

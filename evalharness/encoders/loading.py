@@ -107,6 +107,7 @@ def load_backend(config: ModelConfig) -> Any:
         query_max_length=config.query_max_length,
         passage_max_length=config.passage_max_length,
         trust_remote_code=config.trust_remote_code,
+        prefix_cache=config.prefix_cache,
     )
     vocab = backend.tokenizer.get_vocab()
     missing = [t for t in config.special_tokens if t not in vocab]
