@@ -8,6 +8,7 @@ sentence-transformers encoder (its own pooling) for encoder baselines.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -89,6 +90,9 @@ class DecoderBackend:
         self.query_max_length = query_max_length
         self.passage_max_length = passage_max_length
         self.prefix_cache = prefix_cache
+        # transformers 5.24 renamed the forward argument past_key_values -> cache
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.tokens_encoded = 0
         self.n_truncated = 0
 
@@ -177,7 +181,7 @@ class DecoderBackend:
         first = self.model(
             input_ids=torch.tensor([list(prefix)], device=self.device), position_ids=positions, use_cache=True
         )
-        prefix_cache = first.past_key_values
+        prefix_cache = first.get("cache") or first.past_key_values
         self.tokens_encoded += n_prefix
         order = sorted(range(len(rests)), key=lambda i: -len(rests[i]))
         out = np.empty((len(rests), self.model.config.hidden_size), dtype=np.float32)
@@ -198,8 +202,8 @@ class DecoderBackend:
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 position_ids=pos.to(self.device),
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_kwarg: cache},
             ).last_hidden_state
             last = hidden[torch.arange(len(idx)), (lengths - 1).to(self.device)]
             out[idx] = last.float().cpu().numpy()
