@@ -82,7 +82,9 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     if config.backend == "sentence-transformers":
         ids = tokenizer(item.text)["input_ids"]
         limit = tokenizer.model_max_length
-        note = f" (window {limit}: the oldest {len(ids) - limit} tokens are dropped)" if len(ids) > limit else ""
+        note = (
+            f" (window {limit}: the oldest {len(ids) - limit} tokens are dropped)" if len(ids) > limit else ""
+        )
     else:
         out = tokenize_prompted(
             tokenizer,
@@ -125,6 +127,100 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summarise(records) -> str:
+    import pandas as pd
+
+    if not records:
+        return "no results"
+    df = pd.DataFrame(
+        [
+            {
+                "task": r.task,
+                "type": r.task_type,
+                "cell": r.cell.label.split(" template=")[0],
+                "score": r.main_score,
+            }
+            for r in records
+        ]
+    )
+    table = df.pivot_table(index=["type", "task"], columns="cell", values="score", sort=False) * 100
+    return table.round(2).to_markdown()
+
+
+def hydra_run(overrides: Sequence[str]) -> int:
+    """`evalharness run key=value ...`: a Hydra app over conf/ (multirun with -m, launchers, sweeps)."""
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    from evalharness.config import CONF_DIR, register_configs
+    from evalharness.runner import ConfigError, run
+
+    register_configs()
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def app(cfg: DictConfig) -> None:
+        run_cfg = OmegaConf.to_object(cfg)
+        try:
+            records = run(run_cfg)
+        except ConfigError as err:
+            raise SystemExit(f"error: the run configuration has problems:\n{err}") from None
+        print(_summarise(records))
+
+    argv = sys.argv
+    sys.argv = ["evalharness run", *overrides]
+    try:
+        app()
+    finally:
+        sys.argv = argv
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from evalharness.report import write_report
+
+    path, text = write_report(args.results_dir, args.out)
+    print(text)
+    print(f"\nwrote {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Both offline models, zero-shot vs few-shot, on offline-mini; ends with the report."""
+    import time
+
+    from hydra import compose, initialize_config_dir
+
+    from evalharness.config import CONF_DIR, register_configs
+    from evalharness.report import write_report
+    from evalharness.runner import run
+
+    register_configs()
+    logging.getLogger("evalharness").setLevel(logging.INFO)  # progress and ETA per task
+    t0 = time.monotonic()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for model in args.models:
+            overrides = [
+                f"model={model}",
+                "benchmark=offline-mini",
+                f"shots=[{','.join(map(str, args.shots))}]",
+                "examples=train",
+                "seed=0",
+                f"results_dir={args.results_dir}",
+            ]
+            cfg = compose(config_name="config", overrides=overrides)
+            from omegaconf import OmegaConf
+
+            print(
+                f"== {model}: offline-mini, shots {args.shots}, examples sampled from train (seed 0)",
+                flush=True,
+            )
+            run(OmegaConf.to_object(cfg))
+    path, text = write_report(args.results_dir)
+    print(text)
+    print(f"\nreport: {path}  ({time.monotonic() - t0:.0f}s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalharness", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -144,6 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tokenize", action="store_true", help="print the text only; load no tokenizer")
     p.set_defaults(func=cmd_prompt)
 
+    p = sub.add_parser(
+        "run", help="Hydra app: evalharness run model=... benchmark=... shots=[0,1,3] (-m for multirun)"
+    )
+    p.set_defaults(func=None)
+
+    p = sub.add_parser("report", help="comparison tables from a results folder")
+    p.add_argument("results_dir", nargs="?", default="results")
+    p.add_argument("--out", help="output folder (default: the results folder)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="offline demo: both packaged models, 0- vs few-shot, then the report")
+    p.add_argument("--results-dir", default="results/demo")
+    p.add_argument("--models", nargs="+", default=["minilm", "smollm2-135m"])
+    p.add_argument("--shots", nargs="+", type=int, default=[0, 1, 3])
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("models", help="list model configs")
     p.set_defaults(func=cmd_models)
 
@@ -155,8 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:  # Hydra parses its own overrides
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return hydra_run(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from evalharness.examples import ExampleError
     from evalharness.instructions import InstructionError
     from evalharness.prompts import PromptError

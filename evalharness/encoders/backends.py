@@ -243,7 +243,7 @@ class SentenceTransformerBackend:
 
     def count_tokens(self, items: Sequence[PromptedText]) -> list[int]:
         tok = self.model.tokenizer
-        return [len(tok(item.text)["input_ids"]) for item in items]
+        return [len(tok(item.text, verbose=False)["input_ids"]) for item in items]
 
     def embed(self, items: Sequence[PromptedText], batch_size: int) -> np.ndarray:
         out = np.empty((len(items), self.model.get_embedding_dimension()), dtype=np.float32)

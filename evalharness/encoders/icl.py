@@ -17,6 +17,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.types import PromptType
 
 from evalharness.config import ModelConfig
+from evalharness.encoders.cache import EmbeddingCache
 from evalharness.encoders.loading import build_model_meta, load_backend
 from evalharness.examples import Example, ExampleSet
 from evalharness.prompts import PromptedText, PromptError, PromptTemplate, get_template
@@ -38,6 +39,7 @@ class ICLEncoder(AbsEncoder):
         template: str | Mapping[str, Any] | PromptTemplate | None = None,
         experiment_kwargs: Mapping[str, Any] | None = None,
         backend: Any = None,
+        cache: EmbeddingCache | None = None,
     ) -> None:
         from evalharness.examples import FixedExamples
         from evalharness.instructions import load_instructions
@@ -48,6 +50,7 @@ class ICLEncoder(AbsEncoder):
         self.instructions = dict(instructions) if instructions is not None else load_instructions()
         self.mteb_model_meta = build_model_meta(config, experiment_kwargs, loader=type(self))
         self._backend = backend
+        self.cache = cache
         self.encode_calls: list[dict[str, Any]] = []
 
     @property
@@ -124,7 +127,10 @@ class ICLEncoder(AbsEncoder):
         texts = [t for batch in inputs for t in batch["text"]]
         items = self.prompted_texts(texts, task_metadata, prompt_type, hf_split)
         batch_size = self.config.batch_size
-        vecs = self.backend.embed(items, batch_size)
+        if self.cache is not None:
+            vecs = self.cache.embed(items, lambda todo: self.backend.embed(todo, batch_size))
+        else:
+            vecs = self.backend.embed(items, batch_size)
         if not np.isfinite(vecs).all():
             raise FloatingPointError(
                 f"{task_metadata.name} ({hf_split}): the model produced NaN/inf embeddings "

@@ -1,0 +1,434 @@
+"""Execute a plan: cells (shots x strategy x seed) over tasks -> mteb results + one manifest per cell.
+
+A cell is one experiment folder in mteb's ResultCache layout. Everything that can be checked is
+checked before the model loads. The model loads once per run (lazily, so a finished sweep loads
+nothing) and passage embeddings are shared between cells, so a shot sweep encodes each corpus once.
+Results are written atomically one task at a time, which is what makes a killed run resumable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mteb
+from omegaconf import OmegaConf
+
+from evalharness.config import RunConfig
+from evalharness.encoders.cache import EmbeddingCache
+from evalharness.encoders.icl import ICLEncoder
+from evalharness.examples import STRATEGIES, ExampleError, build_example_set
+from evalharness.instructions import load_instructions, resolve_instruction
+from evalharness.prompts import get_template
+from evalharness.tasks.offline import set_scale
+from evalharness.tasks.resolve import load_tasks, select_task_names
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+class ConfigError(ValueError):
+    """Every problem found before any model loads, one per line, each with its fix."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One experiment: a shot count, how examples are chosen, the seed and the template."""
+
+    shots: int
+    strategy: str
+    seed: int | None
+    template: str
+    set_id: str | None = None
+
+    def experiment_kwargs(self) -> dict[str, Any]:
+        """What mteb names the experiment folder after (sorted keys, `key_value__...`)."""
+        kwargs: dict[str, Any] = {"shots": self.shots, "examples": self.strategy, "template": self.template}
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
+        if self.set_id:
+            kwargs["set"] = self.set_id
+        return kwargs
+
+    @property
+    def label(self) -> str:
+        seed = f" seed={self.seed}" if self.seed is not None else ""
+        return f"shots={self.shots} examples={self.strategy}{seed} template={self.template}"
+
+
+def _as_int_list(value: Any, key: str, problems: list[str]) -> list[int]:
+    values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            problems.append(f"{key}={value!r}: every value must be an integer (e.g. {key}=[0,1,3])")
+            return []
+        out.append(v)
+    return list(dict.fromkeys(out))
+
+
+def plan_cells(cfg: RunConfig, problems: list[str] | None = None) -> list[Cell]:
+    """Zero-shot is one cell whatever the strategy and seeds; seeds only multiply sampled strategies."""
+    problems = [] if problems is None else problems
+    template = get_template(cfg.template or cfg.model.template).name
+    strategy = cfg.examples.strategy
+    shots = _as_int_list(cfg.shots, "shots", problems)
+    seeds = _as_int_list(cfg.seed, "seed", problems)
+    cells: list[Cell] = []
+    for k in shots:
+        if k < -1:
+            problems.append(f"shots={k} is invalid; use 0 or more (-1: all examples of a file)")
+        elif k == 0 or strategy == "none":
+            cells.append(Cell(0, "none", None, template))
+        elif strategy in ("train", "knn"):
+            cells.extend(Cell(k, strategy, s, template) for s in seeds)
+        else:
+            cells.append(Cell(k, strategy, None, template, cfg.examples.set_id))
+    return list(dict.fromkeys(cells))
+
+
+def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
+    """Resolve every name and example source; return (task names, cells) or raise ConfigError with
+    all problems at once. No model is loaded here."""
+    problems: list[str] = []
+    try:
+        get_template(cfg.template or cfg.model.template)
+    except ValueError as err:
+        problems.append(str(err))
+    if cfg.examples.strategy not in STRATEGIES:
+        problems.append(f"examples.strategy={cfg.examples.strategy!r}; use one of {', '.join(STRATEGIES)}")
+    cells = plan_cells(cfg, problems) if not problems else []
+    if cfg.benchmark.scale not in ("mini", "full"):
+        problems.append(f"benchmark.scale={cfg.benchmark.scale!r}; use mini or full")
+    names: list[str] = []
+    try:
+        names = select_task_names(
+            cfg.benchmark.name if not cfg.benchmark.tasks else None,
+            cfg.benchmark.tasks,
+            cfg.benchmark.task_types,
+            cfg.benchmark.exclude,
+        )
+    except ValueError as err:
+        problems.append(str(err))
+    try:
+        load_instructions(cfg.instructions)
+    except ValueError as err:
+        problems.append(str(err))
+    few_shot = [c for c in cells if c.shots != 0]
+    if names and few_shot and not problems:
+        if cfg.examples.strategy == "file":
+            if not cfg.examples.root or not Path(cfg.examples.root).is_dir():
+                problems.append(
+                    f"examples.root={cfg.examples.root!r} is not a folder; point it at the per-task example files"
+                )
+            else:
+                for cell in few_shot:
+                    problems += build_example_set("file", shots=cell.shots, root=cfg.examples.root).check(
+                        names
+                    )
+        elif cfg.examples.strategy in ("train", "knn"):
+            problems += _check_sampled(cfg, names, max(c.shots for c in few_shot))
+    results = Path(cfg.results_dir)
+    if results.exists() and not os.access(results, os.W_OK):
+        problems.append(f"results_dir={results} is not writable; choose another results_dir")
+    if problems:
+        raise ConfigError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
+    return names, cells
+
+
+def _check_sampled(cfg: RunConfig, names: Sequence[str], shots: int) -> list[str]:
+    tasks = load_tasks(names, local_root=cfg.tasks.local_root, mapping=cfg.tasks.mapping)
+    try:
+        example_set = build_example_set(
+            cfg.examples.strategy,
+            shots=shots,
+            seed=0,
+            tasks=tasks,
+            split=cfg.examples.split,
+            cap=cfg.examples.cap,
+        )
+    except ExampleError as err:
+        return [str(err)]
+    check = getattr(example_set, "check", None)
+    return list(check(names)) if check and cfg.examples.strategy == "train" else []
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance
+# ---------------------------------------------------------------------------------------------
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in (
+        "evalharness",
+        "mteb",
+        "torch",
+        "transformers",
+        "sentence-transformers",
+        "datasets",
+        "hydra-core",
+    ):
+        with contextlib.suppress(PackageNotFoundError):
+            out[pkg] = version(pkg)
+    return out
+
+
+def git_revision() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _file_digest(path: str | None) -> str | None:
+    if not path:
+        return None
+    p = Path(path)
+    files = sorted(p.rglob("*")) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cell_fingerprint(cfg: RunConfig, cell: Cell) -> str:
+    """Everything that changes a score but not the folder name: a re-run with a different value must
+    not silently reuse the old results."""
+    model = dataclasses.asdict(cfg.model)
+    for runtime_only in ("device", "batch_size", "prefix_cache"):
+        model.pop(runtime_only, None)
+    payload = {
+        "model": model,
+        "cell": dataclasses.asdict(cell),
+        "examples": {**dataclasses.asdict(cfg.examples), "root_digest": _file_digest(cfg.examples.root)},
+        "instructions": _file_digest(cfg.instructions),
+        "scale": cfg.benchmark.scale,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class AtomicResultCache(mteb.ResultCache):
+    """mteb's ResultCache, but a task's files appear all at once (staged, then renamed), so a killed
+    run never leaves a truncated result that a re-run would trust."""
+
+    def save_to_cache(self, task_result, model_name, model_revision=None, *, encode_kwargs=None) -> None:
+        final = self.get_task_result_path(
+            task_name=task_result.task_name, model_name=model_name, model_revision=model_revision
+        )
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=final.parent, prefix=".staging-") as tmp:
+            staging = mteb.ResultCache(tmp)
+            staging.save_to_cache(task_result, model_name, model_revision, encode_kwargs=encode_kwargs)
+            staged = staging.get_task_result_path(
+                task_name=task_result.task_name, model_name=model_name, model_revision=model_revision
+            )
+            for f in sorted(staged.parent.iterdir(), key=lambda p: p == staged):  # the result goes last
+                if f.name == "run_settings.jsonl":
+                    with (final.parent / f.name).open("a", encoding="utf-8") as out:
+                        out.write(f.read_text(encoding="utf-8"))
+                elif f.is_file():
+                    os.replace(f, final.parent / f.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskRecord:
+    model: str
+    experiment: str
+    cell: Cell
+    task: str
+    task_type: str
+    main_score: float | None
+    skipped: bool
+    wall_time_s: float
+    tokens_encoded: int
+
+
+class Runner:
+    """One model, many cells. Keeps the backend and the passage-embedding cache across cells."""
+
+    def __init__(self, cfg: RunConfig, *, backend: Any = None, raise_inside: Any = None) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.cache = EmbeddingCache()
+        self.instructions = load_instructions(cfg.instructions)
+        self.results = AtomicResultCache(Path(cfg.results_dir).expanduser())
+        self.records: list[TaskRecord] = []
+        self._raise_inside = raise_inside  # test hook: simulate a crash inside a cell
+
+    def experiment_dir(self, cell: Cell) -> Path:
+        meta = self._encoder(cell, None).mteb_model_meta
+        return self.results.get_task_result_path(task_name="x", model_name=meta).parent
+
+    def _encoder(self, cell: Cell, examples: Any) -> ICLEncoder:
+        return ICLEncoder(
+            self.cfg.model,
+            examples=examples,
+            instructions=self.instructions,
+            template=cell.template,
+            experiment_kwargs=cell.experiment_kwargs(),
+            backend=self.backend,
+            cache=self.cache,
+        )
+
+    def _load_manifest(self, cell: Cell, fingerprint: str) -> dict[str, Any]:
+        path = self.experiment_dir(cell) / MANIFEST
+        fresh = {"cell": dataclasses.asdict(cell), "fingerprint": fingerprint, "tasks": {}}
+        if not path.exists() or self.cfg.overwrite:
+            return fresh
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            logger.warning("%s is unreadable; the cell's tasks will be re-run", path)
+            return fresh
+        if manifest.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"- {path.parent} holds results made with different settings (fingerprint "
+                f"{manifest.get('fingerprint')} != {fingerprint}: model, examples, instructions or scale "
+                "changed). Use overwrite=true to redo them, or another results_dir."
+            )
+        return manifest
+
+    def run(self, names: Sequence[str], cells: Sequence[Cell]) -> list[TaskRecord]:
+        set_scale(self.cfg.benchmark.scale)
+        # stale results are found for every cell before any work starts
+        manifests = [self._load_manifest(cell, cell_fingerprint(self.cfg, cell)) for cell in cells]
+        total = len(names) * len(cells)
+        started = time.monotonic()
+        done_units = 0
+        for ci, (cell, manifest) in enumerate(zip(cells, manifests, strict=True), 1):
+            manifest.update(
+                {
+                    "model": self.cfg.model.name,
+                    "config": OmegaConf.to_container(OmegaConf.structured(self.cfg), resolve=True),
+                    "versions": package_versions(),
+                    "git_revision": git_revision(),
+                }
+            )
+            for name in names:
+                done_units += 1
+                exp_dir = self.experiment_dir(cell)
+                entry = manifest["tasks"].get(name)
+                if entry and entry.get("status") == "done" and (exp_dir / f"{name}.json").exists():
+                    logger.info("[%d/%d] %s %s: done earlier, skipped", done_units, total, cell.label, name)
+                    self.records.append(self._record(cell, name, entry, skipped=True))
+                    continue
+                t0 = time.monotonic()
+                tokens0 = getattr(self.backend, "tokens_encoded", 0)
+                entry = self._run_task(cell, name)
+                entry["wall_time_s"] = round(time.monotonic() - t0, 3)
+                entry["tokens_encoded"] = getattr(self.backend, "tokens_encoded", 0) - tokens0
+                manifest["tasks"][name] = entry
+                write_json_atomic(exp_dir / MANIFEST, manifest)
+                self.records.append(self._record(cell, name, entry, skipped=False))
+                elapsed = time.monotonic() - started
+                eta = elapsed / done_units * (total - done_units)
+                logger.info(
+                    "[%d/%d] cell %d/%d %s | %s: %s=%.4f (%.1fs; elapsed %.0fs, ETA %.0fs)",
+                    done_units, total, ci, len(cells), cell.label, name, entry["main_score_name"],
+                    entry["main_score"], entry["wall_time_s"], elapsed, eta,
+                )  # fmt: skip
+        return self.records
+
+    def _run_task(self, cell: Cell, name: str) -> dict[str, Any]:
+        (task,) = load_tasks([name], local_root=self.cfg.tasks.local_root, mapping=self.cfg.tasks.mapping)
+        examples = build_example_set(
+            cell.strategy,
+            shots=cell.shots,
+            seed=cell.seed or 0,
+            root=self.cfg.examples.root,
+            tasks={name: task},
+            split=self.cfg.examples.split,
+            cap=self.cfg.examples.cap,
+        )
+        encoder = self._encoder(cell, examples)
+        if self._raise_inside is not None:
+            self._raise_inside(cell, name)
+        result = mteb.evaluate(
+            encoder,
+            task,
+            cache=self.results,
+            overwrite_strategy="always",
+            co2_tracker=False,
+            show_progress_bar=False,
+            encode_kwargs={"batch_size": self.cfg.model.batch_size},
+        )
+        self.backend = encoder._backend or self.backend
+        (task_result,) = result.task_results
+        instruction, source = resolve_instruction(task.metadata, self.instructions)
+        return {
+            "status": "done",
+            "task_type": task.metadata.type,
+            "main_score_name": task.metadata.main_score,
+            "main_score": float(task_result.get_score()),
+            "instruction": instruction,
+            "instruction_source": source,
+            "examples": examples.used().get(name, []),
+            "n_truncated": getattr(self.backend, "n_truncated", None),
+            "cache": self.cache.stats(),
+        }
+
+    def _record(self, cell: Cell, name: str, entry: Mapping[str, Any], skipped: bool) -> TaskRecord:
+        meta = self._encoder(cell, None).mteb_model_meta
+        return TaskRecord(
+            model=self.cfg.model.name,
+            experiment=meta.experiment_name or "",
+            cell=cell,
+            task=name,
+            task_type=entry.get("task_type", ""),
+            main_score=entry.get("main_score"),
+            skipped=skipped,
+            wall_time_s=entry.get("wall_time_s", 0.0),
+            tokens_encoded=entry.get("tokens_encoded", 0),
+        )
+
+
+def run(cfg: RunConfig, *, backend: Any = None) -> list[TaskRecord]:
+    """Validate everything, then run every cell of `cfg` for its model."""
+    names, cells = validate(cfg)
+    logger.info(
+        "%s: %d task(s) x %d cell(s) -> %s",
+        cfg.model.name,
+        len(names),
+        len(cells),
+        Path(cfg.results_dir).resolve(),
+    )
+    return Runner(cfg, backend=backend).run(names, cells)

@@ -1,0 +1,143 @@
+"""Which mteb tasks a run evaluates, and where their data comes from.
+
+Names resolve through mteb's own registries (benchmarks and tasks), with close-match suggestions on a
+typo. A task whose hub dataset was copied to `local_root/<org>__<name>` (or to a directory named in
+a mapping file) is re-pointed there, so mteb's own loader reads it offline.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class TaskResolutionError(ValueError):
+    """Unknown task or benchmark names, or a broken local-snapshot setup."""
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def known_benchmarks() -> list[str]:
+    import mteb
+
+    from evalharness.tasks.offline import BENCHMARK_NAME
+
+    names = [BENCHMARK_NAME]
+    for b in mteb.get_benchmarks():
+        names.append(b.name)
+        names.extend(getattr(b, "aliases", None) or [])
+    return names
+
+
+def benchmark_task_names(name: str) -> list[str]:
+    import mteb
+
+    from evalharness.tasks.offline import BENCHMARK_NAME, OFFLINE_MINI_TASKS
+
+    if name == BENCHMARK_NAME:
+        return list(OFFLINE_MINI_TASKS)
+    try:
+        bench = mteb.get_benchmark(name)
+    except (KeyError, ValueError) as err:
+        raise TaskResolutionError(
+            f"unknown benchmark {name!r}.{_suggest(name, known_benchmarks())} "
+            "List them with `python -c 'import mteb; print([b.name for b in mteb.get_benchmarks()])'`."
+        ) from err
+    return [t.metadata.name for t in bench.tasks]
+
+
+def check_task_names(names: Sequence[str]) -> list[str]:
+    """One message per unknown task name (all of them, not just the first)."""
+    from mteb.get_tasks import _TASKS_REGISTRY
+
+    from evalharness.tasks.offline import register_offline_tasks
+
+    register_offline_tasks()
+    return [
+        f"unknown task {n!r}.{_suggest(n, _TASKS_REGISTRY)} List tasks with `evalharness tasks BENCHMARK`."
+        for n in names
+        if n not in _TASKS_REGISTRY
+    ]
+
+
+def select_task_names(
+    benchmark: str | None,
+    tasks: Sequence[str] = (),
+    task_types: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> list[str]:
+    """Task names from a benchmark and/or an explicit list, filtered by type; order preserved."""
+    names = list(tasks) if tasks else benchmark_task_names(benchmark or "")
+    problems = check_task_names([*names, *exclude])
+    if problems:
+        raise TaskResolutionError("\n".join(problems))
+    if task_types:
+        import mteb
+
+        names = [n for n in names if mteb.get_task(n).metadata.type in set(task_types)]
+    names = [n for n in names if n not in set(exclude)]
+    if not names:
+        raise TaskResolutionError(
+            f"no tasks left for benchmark={benchmark!r} tasks={list(tasks)} task_types={list(task_types)}; "
+            "check the filters"
+        )
+    return names
+
+
+def snapshot_dir(task: Any, local_root: str | Path | None, mapping: Mapping[str, str] | None) -> Path | None:
+    """The local copy of a task's hub dataset, if the user provided one."""
+    if mapping and task.metadata.name in mapping:
+        path = Path(mapping[task.metadata.name]).expanduser()
+        if not path.is_dir():
+            raise TaskResolutionError(
+                f"task {task.metadata.name}: mapped snapshot directory {path} does not exist; fix the mapping"
+            )
+        return path
+    hub_path = (task.metadata.dataset or {}).get("path")
+    if local_root is None or not hub_path:
+        return None
+    path = Path(local_root).expanduser() / hub_path.replace("/", "__")
+    return path if path.is_dir() else None
+
+
+def repoint(task: Any, directory: Path) -> Any:
+    """Make mteb's default loader read `directory` instead of the hub.
+
+    The override lives on the instance; mteb's `unload_data` reverts instance metadata after a run,
+    so call this again before every evaluation of the same instance."""
+    dataset = {**task.metadata.dataset, "path": str(directory)}
+    task.metadata = task.metadata.model_copy(update={"dataset": dataset})
+    return task
+
+
+def load_tasks(
+    names: Sequence[str],
+    *,
+    local_root: str | Path | None = None,
+    mapping: Mapping[str, str] | None = None,
+) -> list[Any]:
+    """Fresh task instances (data not loaded), re-pointed at local snapshots where present."""
+    import mteb
+
+    from evalharness.tasks.offline import register_offline_tasks
+
+    register_offline_tasks()
+    if local_root is not None and not Path(local_root).expanduser().is_dir():
+        raise TaskResolutionError(f"tasks.local_root={local_root} is not a directory; create it or unset it")
+    out = []
+    for name in names:
+        task = mteb.get_task(name)
+        directory = snapshot_dir(task, local_root, mapping)
+        if directory is not None:
+            logger.info("%s: reading the local snapshot %s", name, directory)
+            repoint(task, directory)
+        out.append(task)
+    return out
