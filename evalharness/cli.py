@@ -4,6 +4,7 @@ of the package, so everything the CLI does is also a Python API."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -144,7 +145,7 @@ def _summarise(records) -> str:
         ]
     )
     table = df.pivot_table(index=["type", "task"], columns="cell", values="score", sort=False) * 100
-    return table.round(2).to_markdown()
+    return table.round(2).reset_index().to_markdown(index=False)
 
 
 def hydra_run(overrides: Sequence[str]) -> int:
@@ -265,8 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_warnings() -> None:
+    """mteb's logistic-regression probe rarely converges on raw-LM vectors; one note, not hundreds."""
+    import warnings
+
+    with contextlib.suppress(ImportError):
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated.*")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_library_warnings()
     if argv[:1] == ["run"]:  # Hydra parses its own overrides
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         return hydra_run(argv[1:])

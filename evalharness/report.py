@@ -21,7 +21,10 @@ def comparison_table(df: pd.DataFrame) -> pd.DataFrame:
     means.index = pd.MultiIndex.from_tuples([(t, f"mean ({t})") for t in means.index])
     overall = table.mean().to_frame().T
     overall.index = pd.MultiIndex.from_tuples([("all", "mean (tasks)")])
-    return pd.concat([table, means, overall]).round(2)
+    out = pd.concat([table, means, overall]).round(2)
+    out.columns = [f"{model.split('/')[-1]} {setting}" for model, setting in out.columns]
+    out.index.names = ["type", "task"]
+    return out.reset_index()
 
 
 def _setting(row: pd.Series) -> str:
@@ -38,7 +41,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     out = Path(out_dir or results_dir)
     out.mkdir(parents=True, exist_ok=True)
     text = "# evalharness report\n\nMain score x100 per task; columns are model / setting.\n\n"
-    text += table.to_markdown() if not table.empty else "_no results found_"
+    text += table.to_markdown(index=False) if not table.empty else "_no results found_"
     path = out / "report.md"
     path.write_text(text + "\n", encoding="utf-8")
     df.to_csv(out / "scores.csv", index=False)
