@@ -260,7 +260,7 @@ def test_hydra_multirun_with_joblib_launcher_runs_two_cells(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     dirs = _experiment_dirs(tmp_path)
     assert sorted(dirs) == [
-        "examples_none__shots_0__template_bge-icl",
-        "examples_train__seed_0__shots_1__template_bge-icl",
+        "examples_none__shots_0__template_plain",
+        "examples_train__seed_0__shots_1__template_plain",
     ]
     assert all((d / "OfflineLeeSTS.json").exists() and (d / "manifest.json").exists() for d in dirs.values())
