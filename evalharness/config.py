@@ -84,6 +84,7 @@ class BenchmarkConfig:
     tasks: list[str] = field(default_factory=list)  # explicit task names; replaces the benchmark's list
     task_types: list[str] = field(default_factory=list)  # e.g. [Retrieval]
     exclude: list[str] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)  # e.g. [eng]: subsets of multilingual tasks
     scale: str = "mini"  # offline-mini only: "mini" (demo-sized) or "full" (all the packaged data)
 
 

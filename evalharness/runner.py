@@ -32,7 +32,7 @@ from evalharness.examples import STRATEGIES, ExampleError, build_example_set
 from evalharness.instructions import load_instructions, resolve_instruction
 from evalharness.prompts import get_template
 from evalharness.tasks.offline import set_scale
-from evalharness.tasks.resolve import load_tasks, select_task_names
+from evalharness.tasks.resolve import benchmark_task_filters, load_tasks, select_task_names
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,13 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
 
 
 def _check_sampled(cfg: RunConfig, names: Sequence[str], shots: int) -> list[str]:
-    tasks = load_tasks(names, local_root=cfg.tasks.local_root, mapping=cfg.tasks.mapping)
+    tasks = load_tasks(
+        names,
+        local_root=cfg.tasks.local_root,
+        mapping=cfg.tasks.mapping,
+        filters=benchmark_task_filters(cfg.benchmark.name),
+        languages=cfg.benchmark.languages,
+    )
     try:
         example_set = build_example_set(
             cfg.examples.strategy,
@@ -292,6 +298,7 @@ class Runner:
         self.instructions = load_instructions(cfg.instructions)
         self.results = AtomicResultCache(Path(cfg.results_dir).expanduser())
         self.records: list[TaskRecord] = []
+        self.filters = benchmark_task_filters(cfg.benchmark.name)
         self._raise_inside = raise_inside  # test hook: simulate a crash inside a cell
 
     def experiment_dir(self, cell: Cell) -> Path:
@@ -369,7 +376,13 @@ class Runner:
         return self.records
 
     def _run_task(self, cell: Cell, name: str) -> dict[str, Any]:
-        (task,) = load_tasks([name], local_root=self.cfg.tasks.local_root, mapping=self.cfg.tasks.mapping)
+        (task,) = load_tasks(
+            [name],
+            local_root=self.cfg.tasks.local_root,
+            mapping=self.cfg.tasks.mapping,
+            filters=self.filters,
+            languages=self.cfg.benchmark.languages,
+        )
         examples = build_example_set(
             cell.strategy,
             shots=cell.shots,

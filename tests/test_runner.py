@@ -264,3 +264,27 @@ def test_hydra_multirun_with_joblib_launcher_runs_two_cells(tmp_path):
         "examples_train__seed_0__shots_1__template_plain",
     ]
     assert all((d / "OfflineLeeSTS.json").exists() and (d / "manifest.json").exists() for d in dirs.values())
+
+
+def test_benchmark_tasks_keep_the_benchmarks_languages_and_splits():
+    """MTEB(eng, v1) evaluates only the English subset of multilingual tasks and MSMARCO's dev split."""
+    from evalharness.tasks.resolve import benchmark_task_filters, load_tasks
+
+    names = ["AmazonReviewsClassification", "MSMARCO", "STS17"]
+    tasks = load_tasks(names, filters=benchmark_task_filters("MTEB(eng, v1)"))
+    assert [(t.hf_subsets, t.eval_splits) for t in tasks] == [
+        (["en"], ["test"]),
+        (["default"], ["dev"]),
+        (["en-en"], ["test"]),
+    ]
+    assert len(load_tasks(["AmazonReviewsClassification"])[0].hf_subsets) == 6
+
+
+def test_knn_examples_are_chosen_per_query(tmp_path, smollm2_config, smollm2_backend):
+    cfg = _cfg(tmp_path, smollm2_config, shots=[1], examples={"strategy": "knn"})
+    (record,) = run(cfg, backend=smollm2_backend)
+    (manifest,) = tmp_path.glob("results/*/*/experiments/*knn*/manifest.json")
+    used = json.loads(manifest.read_text())["tasks"]["LocalRetrieval"]["examples"]
+    assert record.main_score is not None
+    assert sum(e["count"] for e in used) == len(local_tasks.TEST_QUERIES)  # one example per test query
+    assert {e["query"] for e in used} <= {q for q, _ in local_tasks.TRAIN_QUERIES.values()}

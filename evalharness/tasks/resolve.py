@@ -54,6 +54,25 @@ def benchmark_task_names(name: str) -> list[str]:
     return [t.metadata.name for t in bench.tasks]
 
 
+def benchmark_task_filters(name: str | None) -> dict[str, dict[str, list[str]]]:
+    """The splits and subsets a benchmark evaluates per task (e.g. only `en` of AmazonReviews, the
+    `dev` split of MSMARCO); a bare `mteb.get_task` would evaluate every language."""
+    import mteb
+
+    from evalharness.tasks.offline import BENCHMARK_NAME
+
+    if not name or name in (BENCHMARK_NAME, "custom"):
+        return {}
+    try:
+        bench = mteb.get_benchmark(name)
+    except (KeyError, ValueError):
+        return {}
+    return {
+        t.metadata.name: {"eval_splits": list(t.eval_splits), "hf_subsets": list(t.hf_subsets)}
+        for t in bench.tasks
+    }
+
+
 def check_task_names(names: Sequence[str]) -> list[str]:
     """One message per unknown task name (all of them, not just the first)."""
     from mteb.get_tasks import _TASKS_REGISTRY
@@ -123,8 +142,11 @@ def load_tasks(
     *,
     local_root: str | Path | None = None,
     mapping: Mapping[str, str] | None = None,
+    filters: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    languages: Sequence[str] | None = None,
 ) -> list[Any]:
-    """Fresh task instances (data not loaded), re-pointed at local snapshots where present."""
+    """Fresh task instances (data not loaded), narrowed to the benchmark's splits/subsets or to
+    `languages`, and re-pointed at local snapshots where present."""
     import mteb
 
     from evalharness.tasks.offline import register_offline_tasks
@@ -134,7 +156,7 @@ def load_tasks(
         raise TaskResolutionError(f"tasks.local_root={local_root} is not a directory; create it or unset it")
     out = []
     for name in names:
-        task = mteb.get_task(name)
+        task = mteb.get_task(name, languages=languages or None, **(filters or {}).get(name, {}))
         directory = snapshot_dir(task, local_root, mapping)
         if directory is not None:
             logger.info("%s: reading the local snapshot %s", name, directory)
