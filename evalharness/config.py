@@ -30,7 +30,8 @@ class ModelConfig:
     template: str = "bge-icl"
     dtype: str = "auto"
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: int = 16  # at most this many texts per forward pass ...
+    max_tokens_per_batch: int = 16384  # ... and at most this many (padded) token positions
     query_max_length: int = 512
     passage_max_length: int = 512
     normalize: bool = True
@@ -77,6 +78,29 @@ def load_model_config(name_or_path: str, **overrides: Any) -> ModelConfig:
 
 
 @dataclass
+class AirBenchConfig:
+    """AIR-Bench datasets for `benchmark.name: air-bench` (evalharness/airbench). Empty lists mean
+    "all that the version has"; every name is checked before any model loads."""
+
+    version: str = "AIR-Bench_24.04"  # or AIR-Bench_24.05 (the only one with dev splits); "24.04" works too
+    task_types: list[str] = field(default_factory=list)  # qa, long-doc
+    domains: list[str] = field(default_factory=list)  # e.g. [wiki, web]
+    languages: list[str] = field(default_factory=list)  # e.g. [en]
+    datasets: list[str] = field(default_factory=list)  # e.g. [gpt3, llama2] (long-doc); qa's is "default"
+    splits: list[str] = field(default_factory=list)  # dev and/or test; default: every split a dataset has
+    score_splits: list[str] = field(default_factory=lambda: ["dev"])  # scored locally (test qrels are private)
+    data_dir: str | None = None  # local copies of the hub datasets (offline); null: the hub
+    cache_dir: str | None = None  # datasets cache for hub loading
+    search: str = "exact"  # exact | faiss
+    search_top_k: int = 1000  # ranked documents kept per query (the benchmark's default)
+    k_values: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 50, 100, 1000])
+    main_scores: dict[str, str] = field(
+        default_factory=lambda: {"qa": "ndcg_at_10", "long-doc": "recall_at_10"}
+    )  # the paper reports QA nDCG@10 (Table 2) and Long-Doc Recall@10 (Table 3)
+    instruction: str | None = None  # null: the paper's single AIR-Bench instruction (Table 7)
+
+
+@dataclass
 class BenchmarkConfig:
     """Which tasks: an mteb benchmark by name (or "offline-mini"), optionally narrowed."""
 
@@ -86,6 +110,7 @@ class BenchmarkConfig:
     exclude: list[str] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)  # e.g. [eng]: subsets of multilingual tasks
     scale: str = "mini"  # offline-mini only: "mini" (demo-sized) or "full" (all the packaged data)
+    airbench: AirBenchConfig = field(default_factory=AirBenchConfig)  # name "air-bench" only
 
 
 @dataclass
@@ -120,6 +145,9 @@ class RunConfig:
     instructions: str | None = None  # YAML/JSON file of task -> instruction overrides
     results_dir: str = "results"
     overwrite: bool = False
+    # on-disk embedding cache shared by runs and processes: "auto" = <cache dir>/embeddings,
+    # a folder path, or null for an in-memory cache that lives for one run
+    embedding_cache: str | None = "auto"
 
 
 def register_configs() -> None:

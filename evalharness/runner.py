@@ -288,13 +288,33 @@ class TaskRecord:
     tokens_encoded: int
 
 
+def make_embedding_cache(cfg: RunConfig) -> EmbeddingCache:
+    """One cache per model configuration: the namespace holds every setting besides the text that
+    changes a vector, so different dtypes or token budgets never share entries."""
+    if cfg.embedding_cache is None:
+        return EmbeddingCache()
+    from evalharness.encoders.loading import cache_dir
+
+    root = (
+        cache_dir() / "embeddings"
+        if cfg.embedding_cache == "auto"
+        else Path(cfg.embedding_cache).expanduser()
+    )
+    m = cfg.model
+    namespace = {
+        "model": m.name, "revision": m.revision, "source": m.source, "backend": m.backend, "dtype": m.dtype,
+        "query_max_length": m.query_max_length, "passage_max_length": m.passage_max_length,
+    }  # fmt: skip
+    return EmbeddingCache.on_disk(root, namespace)
+
+
 class Runner:
     """One model, many cells. Keeps the backend and the passage-embedding cache across cells."""
 
     def __init__(self, cfg: RunConfig, *, backend: Any = None, raise_inside: Any = None) -> None:
         self.cfg = cfg
         self.backend = backend
-        self.cache = EmbeddingCache()
+        self.cache = make_embedding_cache(cfg)
         self.instructions = load_instructions(cfg.instructions)
         self.results = AtomicResultCache(Path(cfg.results_dir).expanduser())
         self.records: list[TaskRecord] = []

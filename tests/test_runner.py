@@ -288,3 +288,15 @@ def test_knn_examples_are_chosen_per_query(tmp_path, smollm2_config, smollm2_bac
     assert record.main_score is not None
     assert sum(e["count"] for e in used) == len(local_tasks.TEST_QUERIES)  # one example per test query
     assert {e["query"] for e in used} <= {q for q, _ in local_tasks.TRAIN_QUERIES.values()}
+
+
+def test_disk_embedding_cache_makes_a_rerun_encode_nothing(tmp_path, smollm2_config, smollm2_backend):
+    cache = tmp_path / "embeddings"
+    first = run(_cfg(tmp_path / "a", smollm2_config, embedding_cache=str(cache)), backend=smollm2_backend)
+    tokens = smollm2_backend.tokens_encoded
+    again = run(_cfg(tmp_path / "b", smollm2_config, embedding_cache=str(cache)), backend=smollm2_backend)
+    assert smollm2_backend.tokens_encoded == tokens  # every vector came from the disk cache
+    assert [r.main_score for r in again] == [r.main_score for r in first]
+    (manifest,) = (tmp_path / "b").glob("results/*/*/experiments/*shots_2*/manifest.json")
+    stats = json.loads(manifest.read_text())["tasks"]["LocalRetrieval"]["cache"]
+    assert stats["disk_hits"] > 0 and stats["disk_bytes"] > 0

@@ -65,6 +65,7 @@ class DecoderBackend:
         passage_max_length: int = 512,
         trust_remote_code: bool = False,
         prefix_cache: bool = True,
+        max_tokens_per_batch: int = 16384,
         model: Any = None,
         tokenizer: Any = None,
     ) -> None:
@@ -93,7 +94,9 @@ class DecoderBackend:
         # transformers 5.24 renamed the forward argument past_key_values -> cache
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
-        self.tokens_encoded = 0
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.tokens_encoded = 0  # real (non-pad) tokens that went through the model
+        self.padded_tokens = 0  # pad positions computed alongside them
         self.n_truncated = 0
 
     def tokenize(self, items: Sequence[PromptedText]) -> list[list[int]]:
@@ -116,8 +119,8 @@ class DecoderBackend:
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         hidden = self.model.config.hidden_size
         out = np.empty((len(sequences), hidden), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in token_batches([len(sequences[i]) for i in order], batch_size, self.max_tokens_per_batch):
+            idx = [order[j] for j in idx]
             width = max(len(sequences[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -135,6 +138,7 @@ class DecoderBackend:
             )
             out[idx] = result.last_hidden_state[:, -1].float().cpu().numpy()
             self.tokens_encoded += int(mask.sum())
+            self.padded_tokens += int(mask.numel() - mask.sum())
         return out
 
     def embed(self, items: Sequence[PromptedText], batch_size: int) -> np.ndarray:
@@ -185,8 +189,10 @@ class DecoderBackend:
         self.tokens_encoded += n_prefix
         order = sorted(range(len(rests)), key=lambda i: -len(rests[i]))
         out = np.empty((len(rests), self.model.config.hidden_size), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        # the cached prefix is expanded to every row, so it counts against the memory budget too
+        lengths_sorted = [len(rests[i]) for i in order]
+        for idx in token_batches(lengths_sorted, batch_size, self.max_tokens_per_batch, extra=n_prefix):
+            idx = [order[j] for j in idx]
             width = max(len(rests[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(idx), n_prefix + width), dtype=torch.long)
@@ -208,7 +214,32 @@ class DecoderBackend:
             last = hidden[torch.arange(len(idx)), (lengths - 1).to(self.device)]
             out[idx] = last.float().cpu().numpy()
             self.tokens_encoded += int(lengths.sum())
+            self.padded_tokens += int(len(idx) * width - lengths.sum())
         return out
+
+
+def token_batches(
+    lengths_desc: Sequence[int], max_count: int, max_tokens: int, extra: int = 0, max_padding: float = 0.1
+) -> list[list[int]]:
+    """Positions of `lengths_desc` (sorted longest first) grouped so that each batch holds at most
+    `max_count` rows, `rows x (longest + extra)` stays within `max_tokens` (long texts get small
+    batches, short ones large ones) and pad positions stay under `max_padding` of the batch — on a
+    large corpus many texts share a length, so batches stay full where it matters. A single
+    over-long text still forms its own batch."""
+    batches: list[list[int]] = []
+    i = 0
+    while i < len(lengths_desc):
+        width = lengths_desc[i] + extra
+        rows = max(1, min(max_count, max_tokens // max(width, 1)))
+        end, real = i + 1, lengths_desc[i] + extra
+        while end < min(i + rows, len(lengths_desc)):
+            new_real = real + lengths_desc[end] + extra
+            if (end + 1 - i) * width - new_real > max_padding * (end + 1 - i) * width:
+                break
+            real, end = new_real, end + 1
+        batches.append(list(range(i, end)))
+        i = end
+    return batches
 
 
 MIN_SHARED_TOKENS = 8  # below this, a cached prefix saves less than its bookkeeping costs

@@ -108,6 +108,7 @@ def load_backend(config: ModelConfig) -> Any:
         passage_max_length=config.passage_max_length,
         trust_remote_code=config.trust_remote_code,
         prefix_cache=config.prefix_cache,
+        max_tokens_per_batch=config.max_tokens_per_batch,
     )
     vocab = backend.tokenizer.get_vocab()
     missing = [t for t in config.special_tokens if t not in vocab]
