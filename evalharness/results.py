@@ -1,15 +1,27 @@
-"""A results folder (ours or a plain mteb ResultCache) -> one tidy pandas DataFrame.
+"""A results folder (ours or a plain mteb ResultCache) -> one tidy pandas DataFrame, plus what is missing.
 
 mteb's ResultCache layout is the source of truth: `results/<org>__<model>/<revision>/[experiments/<name>/]
-<Task>.json`. Our run manifest next to the task files adds the cell settings (shots, strategy, seed,
-template); folders without one (plain mteb runs) load with those columns empty.
+<Task>.json`, read with mteb's own `TaskResult.from_disk` (which also upgrades old mteb formats). Our run
+manifest next to the task files adds the cell settings (shots, strategy, seed, template, set) and the
+benchmark; without one (plain mteb runs, or a manifest lost) the settings are parsed back from mteb's
+experiment folder name (`examples_train__seed_0__shots_3__template_bge-icl`), and a folder without
+experiments loads with those columns empty.
+
+A results folder is often incomplete (a sweep still running, a crashed cell, a task that never ran), so
+nothing here raises on a bad or missing file: every problem becomes one line in `Results.problems`, and
+the frame holds what exists.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from mteb.results import TaskResult
@@ -17,62 +29,238 @@ from mteb.results import TaskResult
 logger = logging.getLogger(__name__)
 
 COLUMNS = [
-    "model", "revision", "experiment", "shots", "strategy", "seed", "template", "task", "task_type",
-    "split", "subset", "main_score",
+    "model", "revision", "experiment", "shots", "strategy", "seed", "template", "set_id", "benchmark",
+    "task", "task_type", "split", "subset", "metric", "score", "is_main",
 ]  # fmt: skip
+#: What identifies one evaluated cell (one experiment folder) of one model.
+CELL_COLUMNS = ["model", "revision", "experiment", "shots", "strategy", "seed", "template", "set_id"]
+_NOT_TASK_FILES = {"model_meta.json", "manifest.json"}
+# mteb's experiment-name keys (see runner.Cell.experiment_kwargs) -> our column names
+_EXPERIMENT_KEYS = {
+    "shots": "shots",
+    "examples": "strategy",
+    "seed": "seed",
+    "template": "template",
+    "set": "set_id",
+}
 
 
-def _task_type(name: str) -> str:
-    import mteb
+@dataclass
+class Results:
+    """Every metric of every result file in a folder, and the problems met while reading it."""
+
+    scores: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+
+    def main(self) -> pd.DataFrame:
+        """Only the rows of each task's main score (the number leaderboards rank by)."""
+        return self.scores[self.scores["is_main"]].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Task metadata (from mteb's registry; class attributes, so nothing is instantiated or downloaded)
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _registry() -> Mapping[str, Any]:
+    from mteb.get_tasks import _TASKS_REGISTRY
 
     from evalharness.tasks.offline import register_offline_tasks
 
     register_offline_tasks()
+    return _TASKS_REGISTRY
+
+
+AIRBENCH_PREFIX = "AIRBench_"
+AIRBENCH_TYPES = {"qa": "AIR-Bench QA", "long-doc": "AIR-Bench Long-Doc"}
+
+
+def parse_airbench(name: str) -> dict[str, str] | None:
+    """Fields of an AIR-Bench task name as evalharness.airbench writes them
+    (`AIRBench_24.04_qa_wiki_en`, `AIRBench_24.04_long-doc_arxiv_en_gpt3`); None for other names. Parsed
+    here rather than imported, so reading results never needs air-benchmark installed."""
+    if not name.startswith(AIRBENCH_PREFIX):
+        return None
+    parts = name.removeprefix(AIRBENCH_PREFIX).split("_", 4)
+    if len(parts) < 4 or parts[1] not in AIRBENCH_TYPES:
+        return None
+    version, kind, domain, language = parts[:4]
+    return {"version": version, "task_type": kind, "domain": domain, "language": language,
+            "dataset": parts[4] if len(parts) == 5 else "default"}  # fmt: skip
+
+
+def task_type(name: str) -> str:
+    """The mteb task type ("Retrieval", "STS", ...; "AIR-Bench QA" / "AIR-Bench Long-Doc" for AIR-Bench
+    datasets), or "" for a task nobody knows."""
+    cls = _registry().get(name)
+    if cls is not None:
+        return cls.metadata.type
+    air = parse_airbench(name)
+    return AIRBENCH_TYPES[air["task_type"]] if air else ""
+
+
+def main_score_name(name: str) -> str | None:
+    cls = _registry().get(name)
+    return cls.metadata.main_score if cls is not None else None
+
+
+@functools.cache
+def aggregate_parents() -> dict[str, str]:
+    """Sub-task -> aggregate task, for every mteb aggregate task (CQADupstackRetrieval and its 12 forums,
+    ...). The paper (and mteb's MTEB(eng, v1)) counts such a group as one task: its score is the mean of
+    the sub-tasks, taken before any type or overall mean."""
+    from mteb.abstasks.aggregated_task import AbsTaskAggregate
+
+    parents: dict[str, str] = {}
+    for name, cls in _registry().items():
+        if isinstance(cls, type) and issubclass(cls, AbsTaskAggregate):
+            for sub in cls.metadata.tasks:
+                parents.setdefault(sub.metadata.name, name)
+    return parents
+
+
+def aggregate_children(parent: str) -> list[str]:
+    return [sub for sub, p in aggregate_parents().items() if p == parent]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a folder
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
-        return mteb.get_task(name).metadata.type
-    except KeyError:
-        return ""
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        problems.append(f"unreadable {path}: {err}")
+        return None
+
+
+def cell_from_experiment(name: str) -> dict[str, Any]:
+    """Cell settings from an mteb experiment folder name (`key_value__key_value`, sorted keys). Hashed
+    names (`exp_<sha>`, used by mteb for long or odd kwargs) carry nothing recoverable."""
+    cell: dict[str, Any] = {}
+    for part in name.split("__") if name and not name.startswith("exp_") else []:
+        key, _, value = part.partition("_")
+        column = _EXPERIMENT_KEYS.get(key)
+        if column in ("shots", "seed"):
+            try:
+                cell[column] = int(value)
+            except ValueError:
+                continue
+        elif column:
+            cell[column] = value
+    return cell
+
+
+def _cell_folders(base: Path) -> Iterator[tuple[Path, str, str]]:
+    """(folder, model folder name, experiment name) for each folder that holds task result files."""
+    for model_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for rev_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            yield rev_dir, model_dir.name, ""
+            exp_root = rev_dir / "experiments"
+            if exp_root.is_dir():
+                for exp in sorted(p for p in exp_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                    yield exp, model_dir.name, exp.name
+
+
+def _flatten(entry: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """Numeric metrics of one score entry; nested dicts become dotted names, lists are skipped."""
+    for key, value in entry.items():
+        if key in ("main_score", "hf_subset", "languages", "mteb_version"):
+            continue
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{prefix}{key}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            yield f"{prefix}{key}", float(value)
+
+
+def _rows(
+    result: TaskResult, base: dict[str, Any], problems: list[str], where: str, main_name: str | None
+) -> list[dict[str, Any]]:
+    main_name = main_name or main_score_name(result.task_name) or "main_score"
+    rows = []
+    for split, entries in result.scores.items():
+        for entry in entries:
+            subset = entry.get("hf_subset", "default")
+            main = entry.get("main_score")
+            if main is None or (isinstance(main, float) and math.isnan(main)):
+                problems.append(f"{where}: {result.task_name} {split}/{subset} has no main score")
+                main = math.nan
+            common = {**base, "task": result.task_name, "task_type": task_type(result.task_name)}
+            common.update(split=split, subset=subset)
+            metrics = dict(_flatten(entry))
+            metrics[main_name] = float(main)  # `main_score` is authoritative for the main metric
+            rows += [
+                {**common, "metric": m, "score": v, "is_main": m == main_name} for m, v in metrics.items()
+            ]
+    return rows
+
+
+def load(results_dir: str | Path) -> Results:
+    """Read every task result under `results_dir` (the folder holding `results/`, or `results/` itself).
+
+    Raises FileNotFoundError only when the folder does not exist; anything else that is wrong (an
+    unreadable file, a task a manifest lists as unfinished, a score that is NaN) is a line in `problems`.
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"results folder {root} does not exist (expected {root}/results/<org>__<model>/<revision>/...)"
+        )
+    base = root / "results" if (root / "results").is_dir() else root
+    problems: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for folder, model_dir, experiment in _cell_folders(base):
+        task_files = sorted(
+            f for f in folder.glob("*.json") if f.name not in _NOT_TASK_FILES and not f.name.startswith(".")
+        )
+        manifest = (
+            _read_json(folder / "manifest.json", problems) if (folder / "manifest.json").exists() else None
+        )
+        if not task_files and not manifest:
+            continue
+        meta = (
+            _read_json(folder / "model_meta.json", problems)
+            if (folder / "model_meta.json").exists()
+            else None
+        )
+        model = (meta or {}).get("name") or (manifest or {}).get("model") or model_dir.replace("__", "/", 1)
+        cell = {**cell_from_experiment(experiment), **(manifest or {}).get("cell", {})}
+        benchmark = (((manifest or {}).get("config") or {}).get("benchmark") or {}).get("name") or ""
+        base_row = {
+            "model": model,
+            "revision": folder.relative_to(base).parts[1],
+            "experiment": experiment,
+            **{k: cell.get(k) for k in ("shots", "strategy", "seed", "template", "set_id")},
+            "benchmark": benchmark,
+        }
+        where = f"{model} {experiment or '(no experiment)'}"
+        for name, entry in ((manifest or {}).get("tasks") or {}).items():
+            if entry.get("status") != "done":
+                problems.append(f"{where}: {name} did not finish (status {entry.get('status')!r})")
+            elif not (folder / f"{name}.json").exists():
+                problems.append(f"{where}: {name} is done in the manifest but its result file is missing")
+        for task_file in task_files:
+            try:
+                result = TaskResult.from_disk(task_file)
+            except Exception as err:  # any broken file is reported; the others still load
+                problems.append(f"unreadable result {task_file}: {type(err).__name__}: {err}")
+                continue
+            entry = ((manifest or {}).get("tasks") or {}).get(result.task_name) or {}
+            rows += _rows(result, base_row, problems, where, entry.get("main_score_name"))
+    if not rows:
+        problems.append(f"no result files under {base}")
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["shots"] = frame["shots"].astype("Int64")
+    frame["seed"] = frame["seed"].astype("Int64")
+    frame["is_main"] = frame["is_main"].astype(bool)
+    for problem in problems:
+        logger.warning("%s", problem)
+    return Results(frame, problems)
 
 
 def load_results(results_dir: str | Path) -> pd.DataFrame:
-    """One row per (model, revision, experiment, task, split, subset) with the main score."""
-    root = Path(results_dir) / "results"
-    rows = []
-    for task_file in sorted(root.glob("*/*/**/*.json")):
-        if task_file.name in ("model_meta.json", "manifest.json") or task_file.name.startswith("."):
-            continue
-        rel = task_file.relative_to(root).parts
-        model_dir, revision = rel[0], rel[1]
-        experiment = rel[3] if len(rel) == 5 and rel[2] == "experiments" else ""
-        manifest_path = task_file.parent / "manifest.json"
-        cell = {}
-        if manifest_path.exists():
-            cell = json.loads(manifest_path.read_text(encoding="utf-8")).get("cell", {})
-        try:
-            result = TaskResult.from_disk(task_file)
-        except Exception as err:  # a broken file is reported, not fatal for the other results
-            logger.warning("skipping unreadable result %s: %s", task_file, err)
-            continue
-        meta_path = task_file.parent / "model_meta.json"
-        model = (
-            json.loads(meta_path.read_text())["name"] if meta_path.exists() else model_dir.replace("__", "/")
-        )
-        for split, entries in result.scores.items():
-            for entry in entries:
-                rows.append(
-                    {
-                        "model": model,
-                        "revision": revision,
-                        "experiment": experiment,
-                        "shots": cell.get("shots"),
-                        "strategy": cell.get("strategy"),
-                        "seed": cell.get("seed"),
-                        "template": cell.get("template"),
-                        "task": result.task_name,
-                        "task_type": _task_type(result.task_name),
-                        "split": split,
-                        "subset": entry.get("hf_subset", "default"),
-                        "main_score": entry.get("main_score"),
-                    }
-                )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    """The tidy frame alone (every metric; `is_main` marks the main score)."""
+    return load(results_dir).scores
