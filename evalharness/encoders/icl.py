@@ -25,6 +25,7 @@ from evalharness.prompts import PromptedText, PromptError, PromptTemplate, get_t
 logger = logging.getLogger(__name__)
 
 NO_NORMALISE_TYPES = {"Classification", "MultilabelClassification"}
+ENCODE_CHUNK = 8192  # texts prompted, tokenised and encoded at a time
 
 
 class ICLEncoder(AbsEncoder):
@@ -125,16 +126,30 @@ class ICLEncoder(AbsEncoder):
         **kwargs: Any,
     ) -> np.ndarray:
         texts = [t for batch in inputs for t in batch["text"]]
-        items = self.prompted_texts(texts, task_metadata, prompt_type, hf_split)
         batch_size = self.config.batch_size
-        if self.cache is not None:
-            vecs = self.cache.embed(items, lambda todo: self.backend.embed(todo, batch_size))
-        else:
-            vecs = self.backend.embed(items, batch_size)
-        if not np.isfinite(vecs).all():
+        chunks = []
+        query_side = False
+        # streamed in chunks: memory holds one chunk's tokens, not the corpus's
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            part = texts[start : start + ENCODE_CHUNK]
+            items = self.prompted_texts(part, task_metadata, prompt_type, hf_split)
+            query_side = query_side or (bool(items) and items[0].is_query)
+            if self.cache is not None:
+                vecs = self.cache.embed(items, lambda todo: self.backend.embed(todo, batch_size))
+            else:
+                vecs = self.backend.embed(items, batch_size)
+            if not np.isfinite(vecs).all():
+                raise FloatingPointError(
+                    f"{task_metadata.name} ({hf_split}): the model produced NaN/inf embeddings "
+                    f"(dtype={self.config.dtype}; in float16 long inputs can overflow); no score is written. "
+                    "Try dtype=bfloat16 or float32."
+                )
+            chunks.append(np.asarray(vecs, dtype=np.float32))
+        vecs = np.concatenate(chunks) if chunks else np.empty((0, 0), dtype=np.float32)
+        if len(set(texts)) > 1 and float(np.ptp(vecs, axis=0).max()) == 0.0:
             raise FloatingPointError(
-                f"{task_metadata.name} ({hf_split}): the model produced NaN/inf embeddings "
-                f"(dtype={self.config.dtype}); no score is written. Try dtype=float32 or bfloat16."
+                f"{task_metadata.name} ({hf_split}): every text got the same embedding, so scores would be "
+                "meaningless; no score is written. Check the model weights and the pooling position."
             )
         normalise = self.config.normalize and (
             task_metadata.type not in NO_NORMALISE_TYPES or self.config.normalize_classification
@@ -148,7 +163,7 @@ class ICLEncoder(AbsEncoder):
                 "subset": hf_subset,
                 "prompt_type": prompt_type.value if prompt_type else None,
                 "n": len(texts),
-                "query_side": bool(items) and items[0].is_query,
+                "query_side": query_side,
             }
         )
         return vecs.astype(np.float32)
