@@ -114,12 +114,7 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
         problems.append(f"benchmark.scale={cfg.benchmark.scale!r}; use mini or full")
     names: list[str] = []
     try:
-        names = select_task_names(
-            cfg.benchmark.name if not cfg.benchmark.tasks else None,
-            cfg.benchmark.tasks,
-            cfg.benchmark.task_types,
-            cfg.benchmark.exclude,
-        )
+        names = _task_names(cfg)
     except ValueError as err:
         problems.append(str(err))
     try:
@@ -127,7 +122,11 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
     except ValueError as err:
         problems.append(str(err))
     few_shot = [c for c in cells if c.shots != 0]
-    if names and few_shot and not problems:
+    air_names = [n for n in names if _is_airbench(n)]
+    mteb_names = [n for n in names if n not in set(air_names)]
+    if air_names and not problems:
+        problems += _airbench_check(cfg, air_names, cells)
+    if mteb_names and few_shot and not problems:
         if cfg.examples.strategy == "file":
             if not cfg.examples.root or not Path(cfg.examples.root).is_dir():
                 problems.append(
@@ -136,10 +135,10 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
             else:
                 for cell in few_shot:
                     problems += build_example_set("file", shots=cell.shots, root=cfg.examples.root).check(
-                        names
+                        mteb_names
                     )
         elif cfg.examples.strategy in ("train", "knn"):
-            problems += _check_sampled(cfg, names, max(c.shots for c in few_shot))
+            problems += _check_sampled(cfg, mteb_names, max(c.shots for c in few_shot))
     results = Path(cfg.results_dir)
     if results.exists() and not os.access(results, os.W_OK):
         problems.append(f"results_dir={results} is not writable; choose another results_dir")
@@ -374,7 +373,7 @@ class Runner:
                 done_units += 1
                 exp_dir = self.experiment_dir(cell)
                 entry = manifest["tasks"].get(name)
-                if entry and entry.get("status") == "done" and (exp_dir / f"{name}.json").exists():
+                if self._done_earlier(exp_dir, name, entry):
                     logger.info("[%d/%d] %s %s: done earlier, skipped", done_units, total, cell.label, name)
                     self.records.append(self._record(cell, name, entry, skipped=True))
                     continue
@@ -389,13 +388,26 @@ class Runner:
                 elapsed = time.monotonic() - started
                 eta = elapsed / done_units * (total - done_units)
                 logger.info(
-                    "[%d/%d] cell %d/%d %s | %s: %s=%.4f (%.1fs; elapsed %.0fs, ETA %.0fs)",
+                    "[%d/%d] cell %d/%d %s | %s: %s=%s (%.1fs; elapsed %.0fs, ETA %.0fs)",
                     done_units, total, ci, len(cells), cell.label, name, entry["main_score_name"],
-                    entry["main_score"], entry["wall_time_s"], elapsed, eta,
+                    _fmt_score(entry["main_score"]), entry["wall_time_s"], elapsed, eta,
                 )  # fmt: skip
         return self.records
 
+    def _done_earlier(self, exp_dir: Path, name: str, entry: Mapping[str, Any] | None) -> bool:
+        if _is_airbench(name):
+            from evalharness.airbench.run import is_done
+
+            return is_done(self, dict(entry or {}))
+        return bool(entry and entry.get("status") == "done" and (exp_dir / f"{name}.json").exists())
+
     def _run_task(self, cell: Cell, name: str) -> dict[str, Any]:
+        if _is_airbench(name):  # an AIR-Bench dataset: searched and scored by evalharness/airbench
+            from evalharness.airbench.run import run_task
+
+            if self._raise_inside is not None:
+                self._raise_inside(cell, name)
+            return run_task(self, cell, name)
         (task,) = load_tasks(
             [name],
             local_root=self.cfg.tasks.local_root,
@@ -452,6 +464,46 @@ class Runner:
             wall_time_s=entry.get("wall_time_s", 0.0),
             tokens_encoded=entry.get("tokens_encoded", 0),
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# AIR-Bench datasets as tasks of a cell (evalharness/airbench; imported only when used, so runs
+# without air-benchmark installed are unaffected)
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_airbench(name: str) -> bool:
+    from evalharness.airbench import is_airbench_task
+
+    return is_airbench_task(name)
+
+
+def _task_names(cfg: RunConfig) -> list[str]:
+    """`benchmark=air-bench-*` selects AIR-Bench datasets with benchmark.airbench; anything else
+    (including explicit benchmark.tasks, which may name AIR-Bench datasets) resolves as before."""
+    from evalharness.airbench import BENCHMARK_NAME
+
+    if cfg.benchmark.name == BENCHMARK_NAME and not cfg.benchmark.tasks:
+        from evalharness.airbench.run import benchmark_task_names
+
+        names = benchmark_task_names(cfg)
+        return [n for n in names if n not in set(cfg.benchmark.exclude)]
+    return select_task_names(
+        cfg.benchmark.name if not cfg.benchmark.tasks else None,
+        cfg.benchmark.tasks,
+        cfg.benchmark.task_types,
+        cfg.benchmark.exclude,
+    )
+
+
+def _airbench_check(cfg: RunConfig, names: Sequence[str], cells: Sequence[Cell]) -> list[str]:
+    from evalharness.airbench.run import check
+
+    return check(cfg, names, cells)
+
+
+def _fmt_score(score: float | None) -> str:
+    return "n/a (test split: submission written)" if score is None else f"{score:.4f}"
 
 
 def run(cfg: RunConfig, *, backend: Any = None) -> list[TaskRecord]:

@@ -74,17 +74,36 @@ def benchmark_task_filters(name: str | None) -> dict[str, dict[str, list[str]]]:
 
 
 def check_task_names(names: Sequence[str]) -> list[str]:
-    """One message per unknown task name (all of them, not just the first)."""
+    """One message per unknown task name (all of them, not just the first). AIR-Bench dataset names
+    (`AIRBench_24.04_qa_wiki_en`, see evalharness/airbench) are task names too."""
     from mteb.get_tasks import _TASKS_REGISTRY
 
+    from evalharness.airbench import is_airbench_task
     from evalharness.tasks.offline import register_offline_tasks
 
     register_offline_tasks()
     return [
-        f"unknown task {n!r}.{_suggest(n, _TASKS_REGISTRY)} List tasks with `evalharness tasks BENCHMARK`."
+        f"unknown task {n!r}.{_suggest(n, _known_names(n, _TASKS_REGISTRY))} "
+        "List tasks with `evalharness tasks BENCHMARK`."
         for n in names
-        if n not in _TASKS_REGISTRY
+        if n not in _TASKS_REGISTRY and not is_airbench_task(n)
     ]
+
+
+def _known_names(name: str, registry: Iterable[str]) -> list[str]:
+    """Names to suggest from: AIR-Bench datasets for a name that looks like one, else mteb's tasks."""
+    from evalharness.airbench.tasks import PREFIX, all_tasks
+
+    return list(all_tasks()) if name.startswith(PREFIX) else list(registry)
+
+
+def _task_type(name: str) -> str:
+    """mteb's task type, or 'AIR-Bench QA' / 'AIR-Bench Long-Doc' for AIR-Bench datasets."""
+    import mteb
+
+    from evalharness.airbench import task_type_label
+
+    return task_type_label(name) or mteb.get_task(name).metadata.type
 
 
 def select_task_names(
@@ -99,9 +118,7 @@ def select_task_names(
     if problems:
         raise TaskResolutionError("\n".join(problems))
     if task_types:
-        import mteb
-
-        names = [n for n in names if mteb.get_task(n).metadata.type in set(task_types)]
+        names = [n for n in names if _task_type(n) in set(task_types)]
     names = [n for n in names if n not in set(exclude)]
     if not names:
         raise TaskResolutionError(

@@ -1,0 +1,390 @@
+"""AIR-Bench through the runner: a tiny dataset in the hub layout (two QA domains, dev and test splits),
+zero- and 2-shot runs scored with air-benchmark's evaluator and checked against pytrec_eval, the
+submission folder read by the benchmark's own zip script, resume, dev-sampled examples, and errors."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytrec_eval
+from mteb.results import TaskResult
+from omegaconf import OmegaConf
+
+from evalharness.airbench import AirBenchError, all_tasks, get_task, select_tasks, task_type_label
+from evalharness.airbench.data import LocalDataLoader
+from evalharness.airbench.examples import AirBenchFileExamples, build_example_set
+from evalharness.airbench.retriever import exact_search, search
+from evalharness.config import CONF_DIR, RunConfig
+from evalharness.examples import ExampleError
+from evalharness.instructions import AIRBENCH_INSTRUCTION
+from evalharness.runner import ConfigError, Runner, validate
+
+EXAMPLES = Path(__file__).parent / "data" / "airbench" / "examples"
+VERSION = "AIR-Bench_24.05"
+NAMES = ["AIRBench_24.05_qa_law_en", "AIRBench_24.05_qa_finance_en"]  # the benchmark's order
+
+# domain -> corpus, dev queries (id: text, relevant docs, hard negatives), test queries
+DATA = {
+    "finance": {
+        "corpus": {
+            "f1": "Interest rates are set by the central bank to control inflation.",
+            "f2": "A stock exchange is a market where shares of companies are traded.",
+            "f3": "Inflation measures how fast the general price level rises.",
+            "f4": "A mortgage is a loan used to buy a house, secured by the property.",
+            "f5": "Diversification spreads investments to reduce risk.",
+            "f6": "Bonds are debt securities that pay periodic interest.",
+        },
+        "dev": {
+            "fd1": ("Who sets interest rates?", ["f1"], ["f3"]),
+            "fd2": ("How can an investor reduce risk?", ["f5"], []),
+            "fd3": ("What loan do people use to buy a home?", ["f4", "f6"], ["f2"]),
+        },
+        "test": {"ft1": "Where are company shares traded?", "ft2": "What do bonds pay?"},
+    },
+    "law": {
+        "corpus": {
+            "l1": "A plaintiff is the party who brings a case before a court.",
+            "l2": "Copyright protects original works of authorship such as books and music.",
+            "l3": "A will states how a person's property is distributed after death.",
+            "l4": "Negligence is the failure to take reasonable care, causing harm.",
+            "l5": "A patent grants an inventor exclusive rights to an invention.",
+        },
+        "dev": {
+            "ld1": ("What protects books and music from copying?", ["l2"], ["l5"]),
+            "ld2": ("Who starts a lawsuit?", ["l1"], []),
+        },
+        "test": {"lt1": "What document distributes property after death?", "lt2": "What is negligence?"},
+    },
+}
+
+
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def build_airbench_dir(root: Path) -> Path:
+    """Local copies laid out like the hub repositories AIR-Bench/qa_<domain>_en (corpus, queries) and
+    AIR-Bench/qrels-qa_<domain>_en-dev (dev qrels, with relevance-0 hard negatives)."""
+    for domain, d in DATA.items():
+        base = root / f"AIR-Bench__qa_{domain}_en" / VERSION / "default"
+        _jsonl(base / "corpus.jsonl", [{"id": k, "text": v} for k, v in d["corpus"].items()])
+        _jsonl(base / "dev_queries.jsonl", [{"id": k, "text": t} for k, (t, _, _) in d["dev"].items()])
+        _jsonl(base / "test_queries.jsonl", [{"id": k, "text": t} for k, t in d["test"].items()])
+        qrels = [
+            {"qid": q, "docid": doc, "relevance": rel}
+            for q, (_, pos, neg) in d["dev"].items()
+            for docs, rel in ((pos, 1), (neg, 0))
+            for doc in docs
+        ]
+        _jsonl(root / f"AIR-Bench__qrels-qa_{domain}_en-dev" / VERSION / "default" / "dev_qrels.jsonl", qrels)
+    return root
+
+
+@pytest.fixture(scope="module")
+def air_dir(tmp_path_factory) -> Path:
+    return build_airbench_dir(tmp_path_factory.mktemp("airbench-data"))
+
+
+def _cfg(tmp_path: Path, model_config, air_dir: Path, **overrides) -> RunConfig:
+    base = OmegaConf.structured(RunConfig)
+    base.model = OmegaConf.structured(model_config)
+    settings = {
+        "benchmark": {
+            "name": "air-bench",
+            "airbench": {
+                "version": VERSION,
+                "task_types": ["qa"],
+                "domains": ["finance", "law"],
+                "languages": ["en"],
+                "data_dir": str(air_dir),
+            },
+        },
+        "examples": {"strategy": "file", "root": str(EXAMPLES), "set_id": "air"},
+        "results_dir": str(tmp_path),
+        "shots": [0, 2],
+    }
+    if "embedding_cache" in RunConfig.__dataclass_fields__:
+        settings["embedding_cache"] = None  # hermetic: the in-memory cache of one run
+    return OmegaConf.to_object(OmegaConf.merge(base, settings, overrides))
+
+
+def _pytrec(qrels: dict, run: dict, measure: str, key: str) -> float:
+    scores = pytrec_eval.RelevanceEvaluator(qrels, {measure}).evaluate(run)
+    return float(np.mean([s[key] for s in scores.values()]))
+
+
+def _dev_qrels(domain: str) -> dict[str, dict[str, int]]:
+    return {
+        q: {**{p: 1 for p in pos}, **{n: 0 for n in neg}} for q, (_, pos, neg) in DATA[domain]["dev"].items()
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Names, selection and errors
+# --------------------------------------------------------------------------------------------------
+
+
+def test_paper_configs_select_tables_2_and_3():
+    """The Hydra presets select the paper's datasets: 8 QA (Table 2) and 15 Long-Doc (Table 3), 24.04."""
+    from hydra import compose, initialize_config_dir
+
+    from evalharness.airbench.run import benchmark_task_names
+    from evalharness.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        qa = OmegaConf.to_object(compose("config", overrides=["benchmark=air-bench-qa-en"]))
+        ld = OmegaConf.to_object(compose("config", overrides=["benchmark=air-bench-long-doc-en"]))
+    qa_tasks = [get_task(n) for n in benchmark_task_names(qa)]
+    ld_tasks = [get_task(n) for n in benchmark_task_names(ld)]
+    assert sorted(t.domain for t in qa_tasks) == sorted(
+        ["wiki", "web", "news", "healthcare", "law", "finance", "arxiv", "msmarco"]
+    )
+    assert len(ld_tasks) == 15 and {t.domain for t in ld_tasks} == {"arxiv", "book", "healthcare", "law"}
+    assert {t.version for t in qa_tasks + ld_tasks} == {"AIR-Bench_24.04"}
+    assert {t.splits for t in qa_tasks + ld_tasks} == {("test",)}
+    assert "AIRBench_24.04_long-doc_healthcare_en_pubmed_100K-200K_1" in all_tasks()
+    assert task_type_label("AIRBench_24.04_qa_wiki_en") == "AIR-Bench QA"
+    assert task_type_label("SciFact") is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"version": "24.06"}, "valid versions: AIR-Bench_24.04, AIR-Bench_24.05"),
+        (
+            {"domains": ["wikii"]},
+            "valid domains: arxiv, book, finance, healthcare, law, msmarco, news, web, wiki",
+        ),
+        ({"languages": ["de"]}, "valid languages: en, zh"),
+        ({"task_types": ["qa"], "domains": ["book"]}, "what AIR-Bench_24.04 has: "),
+        ({"splits": ["dev"]}, "valid splits: test"),
+    ],
+)
+def test_unknown_names_list_valid_values(kwargs, expected):
+    args = {"version": "AIR-Bench_24.04", **kwargs}
+    with pytest.raises(AirBenchError) as err:
+        select_tasks(**args)
+    assert expected in str(err.value)
+    if "domains" in kwargs and kwargs["domains"] == ["wikii"]:
+        assert "did you mean wiki" in str(err.value)
+
+
+def test_validate_reports_bad_names_and_missing_files_before_loading(tmp_path, smollm2_config, air_dir):
+    cfg = _cfg(
+        tmp_path,
+        smollm2_config,
+        air_dir,
+        benchmark={"airbench": {"languages": ["xx"], "domains": ["fiance"]}},
+    )
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    msg = str(err.value)
+    assert "unknown AIR-Bench language 'xx'" in msg and "valid languages: ar, bn, de, en, es, fa, fr" in msg
+    assert "unknown AIR-Bench domain 'fiance'" in msg and "did you mean finance" in msg
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = _cfg(tmp_path, smollm2_config, air_dir, benchmark={"airbench": {"data_dir": str(empty)}})
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert "corpus: no file under benchmark.airbench.data_dir" in str(err.value)
+    assert "AIR-Bench__qa_law_en/AIR-Bench_24.05/default/corpus.jsonl" in str(err.value)
+    assert "dev qrels" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data, examples and search
+# --------------------------------------------------------------------------------------------------
+
+
+def test_local_loader_reads_the_hub_layout(air_dir):
+    loader = LocalDataLoader(air_dir, VERSION)
+    corpus = loader.load_corpus("qa", "finance", "en", "default")
+    assert corpus["f4"] == {"text": DATA["finance"]["corpus"]["f4"]}
+    assert loader.load_corpus("qa", "finance", "en", "default") is corpus  # kept for the evaluator
+    assert loader.load_queries("qa", "law", "en", "default", split="test") == DATA["law"]["test"]
+    assert loader.load_qrels("qa", "finance", "en", "default", split="dev") == _dev_qrels("finance")
+
+
+def test_example_files_map_to_datasets(tmp_path):
+    files = AirBenchFileExamples(EXAMPLES, 2)
+    ex = files.examples("AIRBench_24.05_qa_finance_en")
+    assert [e.source for e in ex] == ["finance.jsonl:1", "finance.jsonl:2"]
+    assert ex[0].response.startswith("When inflation rises")  # `pos` is the response
+    # long-doc files are `{domain}-{dataset}` with lower-case k; the datasets write K
+    assert (
+        len(
+            AirBenchFileExamples(EXAMPLES, -1).examples(
+                "AIRBench_24.04_long-doc_healthcare_en_pubmed_100K-200K_3"
+            )
+        )
+        == 3
+    )
+    problems = files.check(["AIRBench_24.05_qa_finance_zh", "AIRBench_24.05_qa_wiki_en"])
+    assert len(problems) == 2 and "finance-zh.jsonl" in problems[0] and "wiki.jsonl" in problems[1]
+    assert "finance.jsonl" in problems[1]  # what is available
+    with pytest.raises(ExampleError, match="only 3 examples"):
+        AirBenchFileExamples(EXAMPLES, 4).examples("AIRBench_24.05_qa_law_en")
+
+
+def test_dev_split_examples_are_seeded_and_refused_when_dev_is_evaluated(air_dir):
+    loader = LocalDataLoader(air_dir, VERSION)
+    task = get_task("AIRBench_24.05_qa_finance_en")
+    kwargs = dict(task=task, shots=2, loader=loader, split="dev")
+    a = build_example_set("train", seed=0, eval_splits=["test"], **kwargs).for_texts(task.name, ["x"])[0]
+    b = build_example_set("train", seed=0, eval_splits=["test"], **kwargs).for_texts(task.name, ["x"])[0]
+    assert a == b and len(a) == 2 and all(e.source.startswith("dev:fd") for e in a)
+    for e in a:  # the query's most relevant passage is the response
+        qid = e.source.split(":")[1]
+        assert e.query == DATA["finance"]["dev"][qid][0]
+        assert e.response == DATA["finance"]["corpus"][DATA["finance"]["dev"][qid][1][0]]
+    with pytest.raises(ExampleError, match="is evaluated in this run"):
+        build_example_set("train", seed=0, eval_splits=["dev", "test"], **kwargs)
+    old = get_task("AIRBench_24.04_qa_finance_en")
+    with pytest.raises(ExampleError, match="24.05's dev queries were taken from 24.04's test"):
+        build_example_set("train", seed=0, eval_splits=["test"], **{**kwargs, "task": old})
+
+
+def test_exact_search_matches_brute_force_with_stable_ties():
+    rng = np.random.default_rng(0)
+    q, d = rng.normal(size=(7, 5)).astype(np.float32), rng.normal(size=(40, 5)).astype(np.float32)
+    d[3] = d[17]  # a tie: the lower index ranks first
+    scores, idx = exact_search(q, d, 10)
+    full = q @ d.T
+    for row in range(7):
+        expected = sorted(range(40), key=lambda j: (-full[row, j], j))[:10]
+        assert idx[row].tolist() == expected
+        np.testing.assert_allclose(scores[row], full[row, expected])
+    out = search(q, d, [f"q{i}" for i in range(7)], [f"d{j}" for j in range(40)], 1000)
+    assert all(len(v) == 40 for v in out.values())  # top_k capped at the corpus size
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end through the runner
+# --------------------------------------------------------------------------------------------------
+
+
+def _experiment(tmp_path: Path, name: str) -> Path:
+    (folder,) = tmp_path.glob(f"results/*/*/experiments/{name}")
+    return folder
+
+
+def test_zero_and_two_shot_runs_score_dev_and_write_submission(
+    tmp_path, smollm2_config, smollm2_backend, air_dir
+):
+    from air_benchmark.evaluation_utils import Evaluator
+    from scripts.zip_results import zip_results  # air-benchmark's own submission script
+
+    cfg = _cfg(tmp_path, smollm2_config, air_dir)
+    names, cells = validate(cfg)
+    assert names == NAMES
+    embedded: list[list] = []
+    original = smollm2_backend.embed
+
+    def recording(items, *args, **kwargs):
+        embedded.append(list(items))
+        return original(items, *args, **kwargs)
+
+    smollm2_backend.embed = recording
+    try:
+        records = Runner(cfg, backend=smollm2_backend).run(names, cells)
+    finally:
+        del smollm2_backend.embed
+    assert [(r.cell.shots, r.task, r.task_type) for r in records] == [
+        (0, NAMES[0], "AIR-Bench QA"), (0, NAMES[1], "AIR-Bench QA"),
+        (2, NAMES[0], "AIR-Bench QA"), (2, NAMES[1], "AIR-Bench QA"),
+    ]  # fmt: skip
+
+    # few-shot changes the query side only: the 2-shot cell embeds no passage (all from the cache)
+    # and its queries are the zero-shot query bodies behind the examples prefix
+    items = [it for call in embedded for it in call]
+    passages = [it for it in items if not it.is_query]
+    corpus_texts = [t for d in DATA.values() for t in d["corpus"].values()]
+    assert sorted(p.body for p in passages) == sorted(corpus_texts)
+    assert all(p.prefix == "" and p.suffix == "" for p in passages)
+    queries = [it for it in items if it.is_query]
+    zero = [q for q in queries if q.prefix == ""]
+    two = [q for q in queries if q.prefix]
+    n_queries = sum(len(d["dev"]) + len(d["test"]) for d in DATA.values())
+    assert len(zero) == len(two) == n_queries
+    assert sorted(q.body for q in zero) == sorted(q.body for q in two)
+    assert all(AIRBENCH_INSTRUCTION in q.body for q in queries)
+    assert any("What does a central bank do" in q.prefix for q in two)
+
+    search_root = tmp_path / "air-bench"
+    for exp in (
+        "examples_none__shots_0__template_bge-icl",
+        "examples_file__set_air__shots_2__template_bge-icl",
+    ):
+        folder = _experiment(tmp_path, exp)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        (retriever_dir,) = search_root.glob(f"*/*/*__{exp}")
+        for name, domain in zip(NAMES, ("law", "finance"), strict=True):
+            result = TaskResult.from_disk(folder / f"{name}.json")
+            assert list(result.scores) == ["dev"]
+            (scores,) = result.scores["dev"]
+            assert scores["main_score"] == scores["ndcg_at_10"]
+            assert {"ndcg_at_1", "map_at_10", "recall_at_100", "precision_at_3", "mrr_at_10"} <= set(scores)
+            assert scores["languages"] == ["eng-Latn"]
+            # the same rankings, scored directly with pytrec_eval
+            dev_file = retriever_dir / "NoReranker" / "qa" / domain / "en_default_dev.json"
+            info, rankings = Evaluator.load_search_results(str(dev_file))
+            assert info["split"] == "dev" and set(rankings) == set(DATA[domain]["dev"])
+            qrels = _dev_qrels(domain)
+            assert scores["ndcg_at_10"] == pytest.approx(
+                _pytrec(qrels, rankings, "ndcg_cut.10", "ndcg_cut_10"), abs=1e-5
+            )
+            assert scores["recall_at_10"] == pytest.approx(
+                _pytrec(qrels, rankings, "recall.10", "recall_10"), abs=1e-5
+            )
+            entry = manifest["tasks"][name]
+            assert entry["main_score_name"] == "ndcg_at_10" and entry["main_score"] == scores["ndcg_at_10"]
+            assert entry["instruction"] == AIRBENCH_INSTRUCTION and entry["instruction_source"] == "table7"
+            assert len(entry["examples"]) == (2 if "shots_2" in exp else 0)
+            assert entry["submission"]["test_files"]
+
+        # the submission: air-benchmark's zip script finds the test files (dev files stay out)
+        zipped = tmp_path / "zipped" / exp
+        assert zip_results(str(retriever_dir.parent), str(zipped), retriever_dir.name)
+        with zipfile.ZipFile(zipped / f"{retriever_dir.name}_NoReranker.zip") as z:
+            assert sorted(z.namelist()) == ["qa/finance/en_default_test.json", "qa/law/en_default_test.json"]
+            data = json.loads(z.read("qa/law/en_default_test.json"))
+        assert {k: data[k] for k in ("model_name", "reranker_name", "benchmark_version", "split")} == {
+            "model_name": retriever_dir.name, "reranker_name": "NoReranker", "benchmark_version": VERSION,
+            "split": "test",
+        }  # fmt: skip
+        assert set(data["search_results"]) == set(DATA["law"]["test"])
+        assert all(len(docs) == len(DATA["law"]["corpus"]) for docs in data["search_results"].values())
+
+    # a re-run finds everything done and loads no data and no model
+    rerun = Runner(cfg, backend=None)
+    again = rerun.run(names, cells)
+    assert all(r.skipped for r in again) and len(again) == 4 and rerun.backend is None
+
+
+def test_dev_sampled_examples_when_only_test_is_run(tmp_path, minilm_config, minilm_backend, air_dir):
+    cfg = _cfg(
+        tmp_path,
+        minilm_config,
+        air_dir,
+        benchmark={"airbench": {"splits": ["test"], "domains": ["finance"]}},
+        examples={"strategy": "train", "split": "dev", "root": None, "set_id": None},
+        shots=[2],
+    )
+    names, cells = validate(cfg)
+    (record,) = Runner(cfg, backend=minilm_backend).run(names, cells)
+    assert record.main_score is None  # test only: no local score, a submission file
+    folder = _experiment(tmp_path, "examples_train__seed_0__shots_2__template_plain")
+    entry = json.loads((folder / "manifest.json").read_text())["tasks"][names[0]]
+    assert [e["source"][:6] for e in entry["examples"]] == ["dev:fd", "dev:fd"]
+    assert not (folder / f"{names[0]}.json").exists()
+    assert entry["outputs"] and all((tmp_path / p).exists() for p in entry["outputs"])
+    bad = _cfg(tmp_path, minilm_config, air_dir, examples={"strategy": "train", "split": "dev", "root": None})
+    with pytest.raises(ConfigError, match="is evaluated in this run"):
+        validate(bad)
