@@ -177,11 +177,15 @@ def hydra_run(overrides: Sequence[str]) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Tables, deltas, Borda rank, published numbers and plots from any results folder."""
     from evalharness.report import write_report
 
-    path, text = write_report(args.results_dir, args.out)
+    reference = None if args.reference == "none" else args.reference
+    path, text = write_report(args.results_dir, args.out, baseline=args.baseline, reference=reference)
     print(text)
-    print(f"\nwrote {path}")
+    print(
+        f"\nwrote {path}, {path.with_suffix('.html')}, {path.parent / 'scores.csv'} and {path.parent / 'plots'}/"
+    )
     return 0
 
 
@@ -246,8 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=None)
 
-    p = sub.add_parser("report", help="comparison tables from a results folder")
+    p = sub.add_parser(
+        "report", help="comparison tables, Δ vs a baseline, Borda rank, plots (Markdown + HTML + PNG)"
+    )
     p.add_argument("results_dir", nargs="?", default="results")
+    p.add_argument("--baseline", type=int, default=0, help="shot count the Δ columns compare with")
+    p.add_argument(
+        "--reference",
+        choices=["none", "paper"],
+        default="none",
+        help="paper: the published bge-en-icl numbers (Tables 1, 2, 3, 8, 9) next to ours, in-domain tasks flagged",
+    )
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.set_defaults(func=cmd_report)
 

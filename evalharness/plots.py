@@ -1,6 +1,7 @@
 """PNG plots of a report: score vs shots per task type, per-task Δ bars, and a task × setting heat map.
 
-Matplotlib with the Agg backend (no display needed). Each PNG carries, in its `Description` text chunk,
+Figures are built with matplotlib's object-oriented API (`Figure` on the Agg canvas, no pyplot), so
+nothing here needs a display or touches the caller's pyplot state or backend. Each PNG carries, in its `Description` text chunk,
 a JSON list of the series it draws, so a test or a script can check what a plot shows without reading
 pixels. The functions return the figures too, for the notebook.
 """
@@ -13,14 +14,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from evalharness.report import Report
@@ -91,7 +87,8 @@ def score_vs_shots(rep: Report) -> Figure | None:
     pos = {s: i for i, s in enumerate(shots)}
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
+    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, panel in zip(axes.flat, panels, strict=False):
         for series, line in curves[curves["panel"] == panel].groupby("series", sort=False):
             line = line.sort_values("shots", key=lambda s: s.map(_shot_key))
@@ -125,7 +122,8 @@ def delta_per_task(rep: Report) -> Figure | None:
     models = list(dict.fromkeys(table.columns.get_level_values("model")))
     tasks = [f"{task}" for _, task in table.index]
     height = max(2.0, 0.28 * len(tasks) * max(1, table.shape[1] / len(models)) ** 0.5 + 1.0)
-    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), height), squeeze=False, sharey=True)
+    fig = Figure(figsize=(4.2 * len(models), height))
+    axes = fig.subplots(1, len(models), squeeze=False, sharey=True)
     types = [t for t, _ in table.index]
     boundaries = [i - 0.5 for i in range(1, len(types)) if types[i] != types[i - 1]]
     tasks = [
@@ -180,7 +178,8 @@ def heatmap(rep: Report) -> Figure:
         colour, cmap, vmin, vmax = scores.to_numpy(dtype=float), "viridis", None, None
         label = "score ×100"
     rows, cols = scores.shape
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * cols + 3.0), max(2.0, 0.32 * rows + 1.6)))
+    fig = Figure(figsize=(max(4.0, 1.1 * cols + 3.0), max(2.0, 0.32 * rows + 1.6)))
+    ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(colour), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     values = scores.to_numpy(dtype=float)
     for i in range(rows):
@@ -208,7 +207,6 @@ def _save(fig: Figure, path: Path, title: str) -> Path:
         meta["panels"] = fig._evalharness_panels
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    plt.close(fig)
     info = PngImagePlugin.PngInfo()
     for key, value in {"Title": title, "Description": json.dumps(meta), "Software": "evalharness"}.items():
         info.add_text(key, value)

@@ -595,7 +595,7 @@ def _sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
         (
             "##",
             "Borda rank (every model × setting as one leaderboard entry)",
-            rep.borda.set_index("rank") if not rep.borda.empty else rep.borda,
+            rep.borda.set_index(["rank", "model", "setting"]) if not rep.borda.empty else rep.borda,
             False,
         ),
         ("##", f"Δ vs {rep.baseline}-shot, per type (mean of per-task Δ)", rep.delta_summary, True),
