@@ -22,10 +22,12 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from evalharness.results import (
+    AIRBENCH_TYPES,
     Results,
     aggregate_children,
     aggregate_parents,
@@ -215,16 +217,21 @@ def task_table(comp: Comparison) -> pd.DataFrame:
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """MTEB-style summary of a per-task table: each type's mean over its tasks, the mean over all tasks
     (paper "Avg.", mteb `Mean(Task)`), the mean of type means (mteb `Mean(TaskType)`) and the task count
-    (means over fewer tasks than another column are not comparable with it)."""
+    (means over fewer tasks than another column are not comparable with it). AIR-Bench rows (the mean
+    over their datasets, the paper's Avg.) stay out of the overall means when MTEB tasks are present:
+    the paper never averages the two benchmarks together."""
     if table.empty:
         return table
     by_type = table.groupby(level="type", sort=False).mean()
+    types = table.index.get_level_values("type")
+    mteb_only = ~types.isin(list(AIRBENCH_TYPES.values()))
+    overall = table[mteb_only] if mteb_only.any() else table
     out = pd.concat(
         [
             by_type,
-            table.mean().to_frame(MEAN_TASKS).T,
-            by_type.mean().to_frame(MEAN_TYPES).T,
-            table.notna().sum().to_frame(N_TASKS).T,
+            overall.mean().to_frame(MEAN_TASKS).T,
+            overall.groupby(level="type", sort=False).mean().mean().to_frame(MEAN_TYPES).T,
+            overall.notna().sum().to_frame(N_TASKS).T,
         ]
     )
     out.index.name = "type"
@@ -411,9 +418,13 @@ def reference(comp: Comparison, pub: Published | None = None) -> tuple[list[Refe
         task_parts: dict[tuple[str, str], pd.Series] = {}
         cat_parts: dict[tuple[str, str], pd.Series] = {}
         air_parts: dict[tuple[str, str], pd.Series] = {}
-        air_paper = pub.airbench[pub.airbench["model"] == name].pivot_table(
-            index=["table", "domain"], columns="condition", values="score", sort=False
+        air_rows = pub.airbench[pub.airbench["model"] == name]
+        air_paper = air_rows.set_index(["table", "domain", "condition"])["score"].unstack("condition")
+        air_paper = air_paper.reindex(
+            list(dict.fromkeys(zip(air_rows["table"], air_rows["domain"], strict=True)))
         )
+        air_paper.index.names = ["paper table", "domain"]
+        air_paper = air_paper[[c for c in ("zero-shot", "few-shot", "published") if c in air_paper.columns]]
         for row in group.itertuples():
             ours_s = mteb_ours[row.setting]
             task_parts[(row.setting, "ours")] = ours_s
@@ -471,6 +482,8 @@ def _fmt(value: Any) -> str:
         return value
     if value is None or pd.isna(value):
         return "—"
+    if isinstance(value, int | np.integer):
+        return str(value)
     return f"{value:.2f}"
 
 
@@ -506,7 +519,10 @@ def _flat(table: pd.DataFrame, delta: bool = False) -> pd.DataFrame:
 def _md(table: pd.DataFrame, delta: bool = False) -> str:
     if table is None or table.empty:
         return "_nothing to show_"
-    return _flat(table, delta).to_markdown(index=False)
+    flat = _flat(table, delta)
+    n_index = table.index.nlevels
+    align = ["left"] * n_index + ["right"] * (flat.shape[1] - n_index)
+    return flat.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
 def _html_table(table: pd.DataFrame, delta: bool = False) -> str:

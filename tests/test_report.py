@@ -359,3 +359,36 @@ def test_notebook_executes(fixture_dir, tmp_path):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_airbench_results_are_laid_out_like_tables_2_and_3(fixture_dir, tmp_path):
+    """AIR-Bench datasets (as evalharness.airbench names and files them) sit next to the paper's Table 2
+    (QA, per domain) and Table 3 (Long-Doc, per domain = mean of its datasets; Avg. over datasets)."""
+    root = tmp_path / "air"
+    shutil.copytree(fixture_dir, root)
+    scores = {
+        "AIRBench_24.04_qa_wiki_en": 0.60,
+        "AIRBench_24.04_long-doc_arxiv_en_gpt3": 0.70,
+        "AIRBench_24.04_long-doc_arxiv_en_llama2": 0.80,
+        "AIRBench_24.04_long-doc_book_en_origin-of-species_darwin": 0.90,
+    }
+    folder = cell_dir(root, BGE, 0)
+    for name, score in scores.items():
+        entry = {"ndcg_at_10": score, "main_score": score, "hf_subset": "default", "languages": ["eng-Latn"]}
+        TaskResult(
+            dataset_revision="24.04",
+            task_name=name,
+            mteb_version="2",
+            scores={"test": [entry]},
+            evaluation_time=1.0,
+        ).to_disk(folder / f"{name}.json")
+    rep = build_report(root, reference_set="paper")
+    assert rep.summary.loc["AIR-Bench Long-Doc", (BGE, ZERO)] == pytest.approx(80.0)
+    air = rep.reference[0].airbench
+    assert air.loc[("table2", "wiki"), (ZERO, "ours")] == pytest.approx(60.0)
+    assert air.loc[("table2", "wiki"), (ZERO, "paper zero-shot")] == 64.61
+    assert air.loc[("table3", "arxiv"), (ZERO, "ours")] == pytest.approx(75.0)
+    assert air.loc[("table3", "Average"), (ZERO, "ours")] == pytest.approx(80.0)  # over datasets
+    assert air.loc[("table3", "Average"), (ZERO, "Δ")] == pytest.approx(80.0 - 73.75)
+    assert "AIRBench_24.04_qa_wiki_en" not in {t for _, t in rep.reference[0].tasks.index}
+    assert rep.summary.loc[MEAN_TASKS, (BGE, ZERO)] == pytest.approx(SUMMARY[(BGE, ZERO)][MEAN_TASKS])  # MTEB only
