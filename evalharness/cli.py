@@ -220,9 +220,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 flush=True,
             )
             run(OmegaConf.to_object(cfg))
-    path, text = write_report(args.results_dir)
+    path, text = write_report(args.results_dir, baseline=0)
     print(text)
-    print(f"\nreport: {path}  ({time.monotonic() - t0:.0f}s)")
+    print(
+        f"\nreport: {path} and {path.with_suffix('.html')}, plots in {path.parent / 'plots'}  ({time.monotonic() - t0:.0f}s)"
+    )
     return 0
 
 
