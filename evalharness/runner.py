@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import mteb
+from filelock import FileLock
 from omegaconf import OmegaConf
 
 from evalharness.config import RunConfig
@@ -234,6 +235,38 @@ def cell_fingerprint(cfg: RunConfig, cell: Cell) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _read_manifest(exp_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((exp_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _remove_leftovers(exp_dir: Path, pattern: str) -> None:
+    """Staging folders and temp files of a killed process (callers hold the lock that guards them)."""
+    import shutil
+
+    for p in exp_dir.glob(pattern):
+        logger.warning("removing %s left by an interrupted run", p)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _merge_manifest(
+    exp_dir: Path, manifest: dict[str, Any], name: str, entry: dict[str, Any], keep_disk: bool = True
+) -> dict[str, Any]:
+    """Add one task's entry to the manifest on disk, keeping entries other processes wrote meanwhile."""
+    with FileLock(str(exp_dir / ".manifest.lock")):
+        _remove_leftovers(exp_dir, f"{MANIFEST}.*.tmp")
+        on_disk = _read_manifest(exp_dir) if keep_disk else {}
+        tasks = {**on_disk.get("tasks", {}), **manifest.get("tasks", {}), name: entry}
+        merged = {**manifest, "tasks": tasks}
+        write_json_atomic(exp_dir / MANIFEST, merged)
+    return merged
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -255,7 +288,9 @@ class AtomicResultCache(mteb.ResultCache):
             task_name=task_result.task_name, model_name=model_name, model_revision=model_revision
         )
         final.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=final.parent, prefix=".staging-") as tmp:
+        with tempfile.TemporaryDirectory(
+            dir=final.parent, prefix=f".staging-{task_result.task_name}-"
+        ) as tmp:
             staging = mteb.ResultCache(tmp)
             staging.save_to_cache(task_result, model_name, model_revision, encode_kwargs=encode_kwargs)
             staged = staging.get_task_result_path(
@@ -369,21 +404,31 @@ class Runner:
                     "git_revision": git_revision(),
                 }
             )
+            exp_dir = self.experiment_dir(cell)
+            exp_dir.mkdir(parents=True, exist_ok=True)
             for name in names:
                 done_units += 1
-                exp_dir = self.experiment_dir(cell)
-                entry = manifest["tasks"].get(name)
-                if self._done_earlier(exp_dir, name, entry):
-                    logger.info("[%d/%d] %s %s: done earlier, skipped", done_units, total, cell.label, name)
-                    self.records.append(self._record(cell, name, entry, skipped=True))
-                    continue
-                t0 = time.monotonic()
-                tokens0 = getattr(self.backend, "tokens_encoded", 0)
-                entry = self._run_task(cell, name)
-                entry["wall_time_s"] = round(time.monotonic() - t0, 3)
-                entry["tokens_encoded"] = getattr(self.backend, "tokens_encoded", 0) - tokens0
-                manifest["tasks"][name] = entry
-                write_json_atomic(exp_dir / MANIFEST, manifest)
+                # one process per (cell, task) at a time: a concurrent run on the same results folder
+                # waits here, then finds the task done instead of computing and writing it twice
+                with FileLock(str(exp_dir / f".{name}.lock")):
+                    _remove_leftovers(exp_dir, f".staging-{name}-*")
+                    entry = (
+                        _read_manifest(exp_dir).get("tasks", {}).get(name) if not self.cfg.overwrite else None
+                    )
+                    if self._done_earlier(exp_dir, name, entry):
+                        logger.info(
+                            "[%d/%d] %s %s: done earlier, skipped", done_units, total, cell.label, name
+                        )
+                        self.records.append(self._record(cell, name, entry, skipped=True))
+                        continue
+                    t0 = time.monotonic()
+                    tokens0 = getattr(self.backend, "tokens_encoded", 0)
+                    entry = self._run_task(cell, name)
+                    entry["wall_time_s"] = round(time.monotonic() - t0, 3)
+                    entry["tokens_encoded"] = getattr(self.backend, "tokens_encoded", 0) - tokens0
+                    manifest = _merge_manifest(
+                        exp_dir, manifest, name, entry, keep_disk=not self.cfg.overwrite
+                    )
                 self.records.append(self._record(cell, name, entry, skipped=False))
                 elapsed = time.monotonic() - started
                 eta = elapsed / done_units * (total - done_units)
@@ -506,6 +551,16 @@ def _fmt_score(score: float | None) -> str:
     return "n/a (test split: submission written)" if score is None else f"{score:.4f}"
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (a scheduler's pre-emption, `kill`) unwinds like Ctrl-C, so the current task is
+    abandoned with its staging files removed instead of being cut off mid-write."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(SystemExit(128 + signum)))
+
+
 def run(cfg: RunConfig, *, backend: Any = None) -> list[TaskRecord]:
     """Validate everything, then run every cell of `cfg` for its model."""
     names, cells = validate(cfg)
@@ -516,4 +571,5 @@ def run(cfg: RunConfig, *, backend: Any = None) -> list[TaskRecord]:
         len(cells),
         Path(cfg.results_dir).resolve(),
     )
+    _exit_on_sigterm()
     return Runner(cfg, backend=backend).run(names, cells)

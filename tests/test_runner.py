@@ -35,6 +35,7 @@ def _cfg(tmp_path, model_config, **overrides) -> RunConfig:
             "benchmark": {"name": "custom", "tasks": ["LocalRetrieval"]},
             "results_dir": str(tmp_path),
             "shots": [0, 2],
+            "embedding_cache": None,  # in-memory: each test starts cold
         },
         overrides,
     )
