@@ -1,0 +1,1 @@
+"""Performance benchmarks (issue 6): `make bench` or `python -m benchmarks.run`."""

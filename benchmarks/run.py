@@ -1,0 +1,147 @@
+"""`make bench`: the three performance benchmarks of issue 6, one after the other, with a verdict per
+target. Tables are printed and saved (markdown and JSON) under .cache/bench/results/.
+
+    python -m benchmarks.run                      # everything (about 10-15 minutes on 2 CPU cores)
+    python -m benchmarks.run --only queries       # queries | sweep | memory, comma-separated
+    python -m benchmarks.run --queries 16         # fewer reference queries (faster, noisier)
+
+Timings are only meaningful on an otherwise idle machine: the load average is printed before and
+after, and a warning is printed when other processes were competing for the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+import warnings
+
+from benchmarks.common import BENCH_DIR, log, machine, save_json
+
+
+def _verdict(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", default="queries,sweep,memory")
+    parser.add_argument("--queries", type=int, default=24, help="queries per shot setting (query benchmark)")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch size of the query benchmark")
+    parser.add_argument("--memory-base", type=int, default=48, help="texts in the 1x corpus")
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("mteb", "evalharness", "transformers", "datasets"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    info = machine()
+    log(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; torch {info['torch']} "
+        f"({info['torch_threads']} threads); load average {info['load_avg'][0]:.2f}"
+    )
+    started = time.perf_counter()
+    report: dict = {"machine": info}
+    verdicts: list[str] = []
+
+    if "queries" in only:
+        from benchmarks import bench_queries
+
+        q = bench_queries.run(n_queries=args.queries, batch_size=args.batch_size)
+        report["queries"] = q
+        log(
+            "\n## Few-shot query encoding (queries/s; ours with and without the prefix cache, FlagICLModel)\n"
+        )
+        log(q["table"])
+        five = next((s for s in q["settings"] if s["k"] == 5), None)
+        if five:
+            verdicts.append(
+                f"5-shot queries/s >= 10x FlagICLModel: {five['speedup_vs_reference']:.1f}x "
+                f"(as run, with its batch-size probe: {five['speedup_vs_reference_as_run']:.1f}x) "
+                f"-> {_verdict(five['speedup_vs_reference'] >= 10)}"
+            )
+        worst = min(
+            min(s["min_cosine_cached_vs_reference"], s["min_cosine_uncached_vs_reference"])
+            for s in q["settings"]
+        )
+        same = all(s["identical_tokens"] for s in q["settings"])
+        verdicts.append(
+            f"vectors match FlagICLModel on identical token ids (cosine >= 0.999): min cosine {worst:.6f}, "
+            f"token ids identical at every k: {same} -> {_verdict(worst >= 0.999 and same)}"
+        )
+
+    if "sweep" in only:
+        from benchmarks import bench_sweep
+
+        s = bench_sweep.run()
+        report["sweep"] = s
+        log("\n## Shot sweep {0, 1, 3, 5} on OfflineChatterbotRetrieval through the Runner\n")
+        log(s["table"])
+        verdicts.append(
+            f"sweep tokens within 1.3x of the lower bound: {s['tokens_vs_lower_bound']:.2f}x "
+            f"-> {_verdict(s['tokens_vs_lower_bound'] <= 1.3)}"
+        )
+        verdicts.append(
+            f"sweep >= 3x faster than separate settings without the corpus cache: "
+            f"{s['speedup_vs_separate']:.2f}x -> {_verdict(s['speedup_vs_separate'] >= 3)}; "
+            f"without any cache (the reference's computation): {s['speedup_vs_separate_no_caches']:.2f}x "
+            f"-> {_verdict(s['speedup_vs_separate_no_caches'] >= 3)}"
+        )
+
+    if "memory" in only:
+        from benchmarks import bench_memory
+
+        m = bench_memory.run(base=args.memory_base)
+        report["memory"] = m
+        log("\n## Corpus growth: padded tokens and peak memory (one fresh process per size)\n")
+        log(m["table"])
+        worst_pad = max(r["padded_fraction"] for r in m["sizes"])
+        verdicts.append(
+            f"padded tokens < 10% of the tokens encoded on mixed-length inputs: worst {100 * worst_pad:.1f}% "
+            f"-> {_verdict(worst_pad < 0.10)}"
+        )
+        first, last = m["sizes"][0], m["sizes"][-1]
+        growth = last["embed_peak_mib"] - first["embed_peak_mib"]
+        matrix = last["embedding_matrix_mib"] - first["embedding_matrix_mib"]
+        verdicts.append(
+            f"peak memory of the embedding step, 1x -> 16x: grows {growth:.1f} MiB; the embedding matrix "
+            f"grows {matrix:.2f} MiB -> {_verdict(growth <= matrix + 8)} (8 MiB allowance for the "
+            "tokenised corpus and allocator noise)"
+        )
+
+    info_after = os.getloadavg()
+    report["load_avg_after"] = info_after
+    report["total_s"] = time.perf_counter() - started
+    log("\n## Targets\n")
+    for v in verdicts:
+        log(f"- {v}")
+    log(
+        f"\ntotal {report['total_s'] / 60:.1f} min; load average before {info['load_avg'][0]:.2f}, after {info_after[0]:.2f}"
+    )
+    if max(info["load_avg"][0], info_after[0]) > 1.5:
+        log(
+            "WARNING: other processes were competing for the CPU (load average above 1.5 on a "
+            f"{info['cores']}-core machine); timings are unreliable, re-run on an idle machine"
+        )
+    report["verdicts"] = verdicts
+    path = save_json("latest", report)
+    md = BENCH_DIR / "results" / "latest.md"
+    md.write_text(
+        "\n\n".join(report[k]["table"] for k in ("queries", "sweep", "memory") if k in report)
+        + "\n\n"
+        + "\n".join(f"- {v}" for v in verdicts)
+        + "\n",
+        encoding="utf-8",
+    )
+    log(f"results: {path} and {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
