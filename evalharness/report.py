@@ -67,9 +67,6 @@ class Comparison:
     def empty(self) -> bool:
         return self.scores.empty
 
-    def column_index(self) -> pd.MultiIndex:
-        return pd.MultiIndex.from_frame(self.columns[["model", "setting"]])
-
 
 def _shots_order(shots: Any) -> float:
     """0, 1, 2, ..., then -1 ("all examples of the file"), then unknown."""
@@ -100,7 +97,7 @@ def _setting_label(row: pd.Series, seeds: Sequence[Any], show_template: bool) ->
 
 def _cell_table(main: pd.DataFrame) -> pd.DataFrame:
     """One row per result folder (cell) with its column id, model label and setting label."""
-    cells = main[["model", "revision", "experiment", *SETTING, "seed"]].drop_duplicates().copy()
+    cells = main[["model", "revision", "experiment", *SETTING, "seed", "benchmark"]].drop_duplicates().copy()
     cells["cell"] = cells["model"] + "|" + cells["revision"] + "|" + cells["experiment"]
     revisions = cells.groupby("model")["revision"].nunique()
     cells["model_label"] = [
@@ -146,16 +143,20 @@ def _collapse_aggregates(per_task: pd.DataFrame, problems: list[str]) -> pd.Data
     return pd.concat([rest, pd.DataFrame(merged)], ignore_index=True)
 
 
-def _missing_tasks(comp_scores: pd.DataFrame, columns: pd.DataFrame) -> list[str]:
-    """Tasks some column has and another (of the same model's benchmark) lacks."""
+def _missing_tasks(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> list[str]:
+    """Tasks that a column lacks although other runs of the same benchmark have them (a model run only
+    on offline-mini is not charged with the tasks of another model's MTEB(eng, v1) run)."""
+    scored = seed_scores.dropna(subset=["score"])
+    by_benchmark = scored.groupby("benchmark")["task"].agg(set)
     problems = []
-    all_tasks = set(comp_scores["task"])
-    have = comp_scores.dropna(subset=["score"]).groupby("column")["task"].agg(set)
     for col in columns.itertuples():
-        missing = sorted(all_tasks - have.get(col.column, set()))
+        mine = seed_scores[seed_scores["column"] == col.column]
+        expected = set().union(*(by_benchmark.get(b, set()) for b in mine["benchmark"].unique()))
+        missing = sorted(expected - set(scored.loc[scored["column"] == col.column, "task"]))
         if missing:
             problems.append(
-                f"{col.model} {col.setting}: no score for {len(missing)} of {len(all_tasks)} tasks: {', '.join(missing)}"
+                f"{col.model} {col.setting}: no score for {len(missing)} of {len(expected)} tasks: "
+                + ", ".join(missing)
             )
     return problems
 
@@ -188,7 +189,7 @@ def compare(results: Results) -> Comparison:
         .drop(columns="_order")
         .reset_index(drop=True)
     )
-    problems += _missing_tasks(scores, columns)
+    problems += _missing_tasks(seed_scores, columns)
     return Comparison(columns, scores, seed_scores, problems)
 
 
