@@ -89,13 +89,15 @@ def score_vs_shots(rep: Report) -> Figure | None:
     nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    names = list(dict.fromkeys(curves["series"]))
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}  # one colour per series in every panel
     for ax, panel in zip(axes.flat, panels, strict=False):
         for series, line in curves[curves["panel"] == panel].groupby("series", sort=False):
             line = line.sort_values("shots", key=lambda s: s.map(_shot_key))
             x = [pos[s] for s in line["shots"]]
-            ax.plot(x, line["score"], marker="o", label=series)
+            ax.plot(x, line["score"], marker="o", label=series, color=colours[series])
             if (line["high"] > line["low"]).any():
-                ax.fill_between(x, line["low"], line["high"], alpha=0.2)
+                ax.fill_between(x, line["low"], line["high"], alpha=0.2, color=colours[series])
         ax.set_title(panel, fontsize=9)
         ax.set_xticks(range(len(shots)), [_shot_label(s) for s in shots])
         ax.tick_params(labelsize=8)
@@ -106,8 +108,17 @@ def score_vs_shots(rep: Report) -> Figure | None:
         ax.set_ylabel("score ×100", fontsize=8)
     for ax in axes[-1, :]:
         ax.set_xlabel("shots", fontsize=8)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    legend: dict[str, Any] = {}
+    for ax in axes.flat:
+        legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    fig.legend(
+        list(legend.values()),
+        list(legend),
+        loc="lower center",
+        ncol=min(4, len(legend)),
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.08 if nrows == 1 else 0.05, 1, 1))
     fig._evalharness_series = sorted(curves["series"].unique())  # type: ignore[attr-defined]
     fig._evalharness_panels = panels  # type: ignore[attr-defined]

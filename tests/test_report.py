@@ -391,4 +391,23 @@ def test_airbench_results_are_laid_out_like_tables_2_and_3(fixture_dir, tmp_path
     assert air.loc[("table3", "Average"), (ZERO, "ours")] == pytest.approx(80.0)  # over datasets
     assert air.loc[("table3", "Average"), (ZERO, "Δ")] == pytest.approx(80.0 - 73.75)
     assert "AIRBench_24.04_qa_wiki_en" not in {t for _, t in rep.reference[0].tasks.index}
-    assert rep.summary.loc[MEAN_TASKS, (BGE, ZERO)] == pytest.approx(SUMMARY[(BGE, ZERO)][MEAN_TASKS])  # MTEB only
+    assert rep.summary.loc[MEAN_TASKS, (BGE, ZERO)] == pytest.approx(
+        SUMMARY[(BGE, ZERO)][MEAN_TASKS]
+    )  # MTEB only
+
+
+def test_a_run_of_another_benchmark_is_not_charged_with_missing_tasks(fixture_dir, tmp_path):
+    root = tmp_path / "two-benchmarks"
+    shutil.copytree(fixture_dir, root)
+    folder = root / "results" / "org__solo" / "r" / "experiments" / "examples_none__shots_0__template_plain"
+    folder.mkdir(parents=True)
+    TaskResult.from_task_results(
+        mteb.get_task("NFCorpus"), {"test": {"default": {"ndcg_at_10": 0.3, "main_score": 0.3}}}, 1.0
+    ).to_disk(folder / "NFCorpus.json")
+    manifest = {"cell": {"shots": 0, "strategy": "none", "seed": None, "template": "plain", "set_id": None}}
+    (folder / "manifest.json").write_text(
+        json.dumps({**manifest, "config": {"benchmark": {"name": "other"}}})
+    )
+    comp = compare(load(root))
+    assert comp.problems == []
+    assert task_table(comp).loc[("Retrieval", "NFCorpus"), ("org/solo", "0-shot")] == pytest.approx(30.0)
