@@ -5,6 +5,7 @@ submission folder read by the benchmark's own zip script, resume, dev-sampled ex
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from omegaconf import OmegaConf
 from evalharness.airbench import AirBenchError, all_tasks, get_task, select_tasks, task_type_label
 from evalharness.airbench.data import LocalDataLoader
 from evalharness.airbench.examples import AirBenchFileExamples, build_example_set
-from evalharness.airbench.retriever import exact_search, search
+from evalharness.airbench.retriever import check_search, exact_search, search
 from evalharness.config import CONF_DIR, RunConfig
 from evalharness.examples import ExampleError
 from evalharness.instructions import AIRBENCH_INSTRUCTION
@@ -188,14 +189,17 @@ def test_validate_reports_bad_names_and_missing_files_before_loading(tmp_path, s
     assert "unknown AIR-Bench language 'xx'" in msg and "valid languages: ar, bn, de, en, es, fa, fr" in msg
     assert "unknown AIR-Bench domain 'fiance'" in msg and "did you mean finance" in msg
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    cfg = _cfg(tmp_path, smollm2_config, air_dir, benchmark={"airbench": {"data_dir": str(empty)}})
+    partial = build_airbench_dir(tmp_path / "partial")
+    (partial / "AIR-Bench__qrels-qa_law_en-dev" / VERSION / "default" / "dev_qrels.jsonl").unlink()
+    for folder in partial.glob("*finance*"):
+        shutil.rmtree(folder)
+    cfg = _cfg(tmp_path, smollm2_config, air_dir, benchmark={"airbench": {"data_dir": str(partial)}})
     with pytest.raises(ConfigError) as err:
         validate(cfg)
-    assert "corpus: no file under benchmark.airbench.data_dir" in str(err.value)
-    assert "AIR-Bench__qa_law_en/AIR-Bench_24.05/default/corpus.jsonl" in str(err.value)
-    assert "dev qrels" in str(err.value)
+    msg = str(err.value)
+    assert "task AIRBench_24.05_qa_law_en: dev qrels: no file under benchmark.airbench.data_dir" in msg
+    assert "AIR-Bench__qrels-qa_law_en-dev/AIR-Bench_24.05/default/dev_qrels.jsonl" in msg
+    assert "task AIRBench_24.05_qa_finance_en: none of" in msg and "as AIR-Bench__qa_finance_en" in msg
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,7 +231,8 @@ def test_example_files_map_to_datasets(tmp_path):
         == 3
     )
     problems = files.check(["AIRBench_24.05_qa_finance_zh", "AIRBench_24.05_qa_wiki_en"])
-    assert len(problems) == 2 and "finance-zh.jsonl" in problems[0] and "wiki.jsonl" in problems[1]
+    assert len(problems) == 2 and "{finance-zh,finance_zh}.jsonl" in problems[0]
+    assert "{wiki-en,wiki_en,wiki}.jsonl" in problems[1]
     assert "finance.jsonl" in problems[1]  # what is available
     with pytest.raises(ExampleError, match="only 3 examples"):
         AirBenchFileExamples(EXAMPLES, 4).examples("AIRBench_24.05_qa_law_en")
@@ -263,6 +268,8 @@ def test_exact_search_matches_brute_force_with_stable_ties():
         np.testing.assert_allclose(scores[row], full[row, expected])
     out = search(q, d, [f"q{i}" for i in range(7)], [f"d{j}" for j in range(40)], 1000)
     assert all(len(v) == 40 for v in out.values())  # top_k capped at the corpus size
+    assert check_search("exact") == []
+    assert "use one of exact, faiss" in check_search("annoy")[0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,3 +395,43 @@ def test_dev_sampled_examples_when_only_test_is_run(tmp_path, minilm_config, min
     bad = _cfg(tmp_path, minilm_config, air_dir, examples={"strategy": "train", "split": "dev", "root": None})
     with pytest.raises(ConfigError, match="is evaluated in this run"):
         validate(bad)
+
+
+def test_hub_loader_path_on_2404_writes_a_submission_only(
+    tmp_path, monkeypatch, minilm_config, minilm_backend
+):
+    """With no data_dir the run goes through air-benchmark's own hub DataLoader (here fed by a stand-in
+    for `datasets.load_dataset` with 24.04's split names): test split only, so no local score."""
+    import air_benchmark.evaluation_utils.data_loader as hub
+
+    asked = []
+
+    def fake_load_dataset(path, name, split, cache_dir=None, token=None):
+        asked.append((path, name, split))
+        domain = path.split("_")[1]
+        assert path == f"AIR-Bench/qa_{domain}_en" and name == "AIR-Bench_24.04"
+        if split == "corpus_default":
+            return [{"id": k, "text": v} for k, v in DATA[domain]["corpus"].items()]
+        assert split == "queries_default"  # 24.04's name for the test queries
+        return [{"id": k, "text": v} for k, v in DATA[domain]["test"].items()]
+
+    monkeypatch.setattr(hub.datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    cfg = _cfg(
+        tmp_path,
+        minilm_config,
+        tmp_path,
+        benchmark={"airbench": {"version": "AIR-Bench_24.04", "domains": ["law"], "data_dir": None}},
+        shots=[0],
+    )
+    names, cells = validate(cfg)
+    assert names == ["AIRBench_24.04_qa_law_en"]
+    (record,) = Runner(cfg, backend=minilm_backend).run(names, cells)
+    assert record.main_score is None and record.task_type == "AIR-Bench QA"
+    (test_file,) = tmp_path.glob("air-bench/*/*/*/NoReranker/qa/law/en_default_test.json")
+    data = json.loads(test_file.read_text())
+    assert data["benchmark_version"] == "AIR-Bench_24.04" and set(data["search_results"]) == set(
+        DATA["law"]["test"]
+    )
+    assert ("AIR-Bench/qa_law_en", "AIR-Bench_24.04", "corpus_default") in asked

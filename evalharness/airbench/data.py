@@ -179,6 +179,14 @@ class LocalDataLoader(DataLoader):
     def missing_files(self, task: AirTask, splits: Sequence[str], scored: Sequence[str]) -> list[str]:
         """One message per file a run of `task` would need and cannot find (never raises)."""
         args = (task.task_type, task.domain, task.language, task.dataset)
+        repo = f"{task.task_type}_{task.domain}_{task.language}"
+        folders = [*self._repo_dirs(repo), self._flat_dir(task.task_type, task.domain, task.language)]
+        if not any(f.is_dir() for f in folders):  # nothing of this dataset: one line, not one per file
+            return [
+                f"task {task.name}: none of {', '.join(str(f) for f in folders)} exists under "
+                f"benchmark.airbench.data_dir; copy the hub dataset {HUB_ORG}/{repo} there as "
+                f"{HUB_ORG}__{repo} (README, section AIR-Bench)"
+            ]
         wanted = [(self.corpus_paths(*args), "corpus")]
         wanted += [(self.queries_paths(*args, s), f"{s} queries") for s in splits]
         wanted += [(self.qrels_paths(*args, s), f"{s} qrels") for s in splits if s in scored]

@@ -73,11 +73,12 @@ class AirBenchFileExamples:
                     continue
                 self._files[name] = (FileExamples(folder, self.shots, self.strategy), key)
                 return self._files[name]
-        tried = [f"{f}/{k}.jsonl" for f in folders for k in file_keys(task)]
+        stems = "{" + ",".join(file_keys(task)) + "}.jsonl"
         available = sorted(p.name for f in folders for p in f.iterdir() if p.suffix in (".jsonl", ".json"))
         raise ExampleError(
-            f"task {name}: no example file; tried {', '.join(tried)} (case-insensitive, also .json/.csv); "
-            f"available: {', '.join(available) or 'none'}. Add the file, or run with examples=none"
+            f"task {name}: no example file {stems} (case-insensitive; .json/.csv too) in "
+            f"{' or '.join(str(f) for f in folders)}; available: {', '.join(available) or 'none'}. "
+            "Add the file, or run with examples=none"
         )
 
     def examples(self, name: str) -> tuple[Example, ...]:

@@ -138,32 +138,33 @@ def _example_problems(cfg: Any, tasks: Sequence[AirTask], cells: Sequence[Any], 
 
 
 def check(cfg: Any, names: Sequence[str], cells: Sequence[Any]) -> list[str]:
-    """Every problem with an AIR-Bench run that can be found before the model loads (never raises)."""
+    """Every problem with an AIR-Bench run that can be found before the model loads (never raises):
+    settings, data files, example files; examples sampled from a split only once its data is there."""
     ab = cfg.benchmark.airbench
     problems = _config_problems(ab) + _offline_without_data(ab)
     tasks = [get_task(n) for n in names]
-    by_version: dict[str, Any] = {}
+    loaders: dict[str, Any] = {}
+    data_problems: list[str] = []
     for task in tasks:
-        if task.version not in by_version:
+        if task.version not in loaders:
             try:
-                by_version[task.version] = make_loader(task.version, ab.data_dir, ab.cache_dir)
+                loaders[task.version] = make_loader(task.version, ab.data_dir, ab.cache_dir)
             except AirBenchError as err:
                 return [*problems, str(err)]
         splits = run_splits(task, ab.splits)
         if not splits:
-            problems.append(
+            data_problems.append(
                 f"task {task.name}: has splits {', '.join(task.splits)}, none of benchmark.airbench.splits="
                 f"{list(ab.splits)}"
             )
-        loader = by_version[task.version]
+        loader = loaders[task.version]
         if isinstance(loader, LocalDataLoader):
-            problems += loader.missing_files(task, splits, ab.score_splits)
-    if problems:
-        return problems
-    loader_of = {t.name: by_version[t.version] for t in tasks}
-    for version in by_version:
-        group = [t for t in tasks if t.version == version]
-        problems += _example_problems(cfg, group, cells, loader_of[group[0].name])
+            data_problems += loader.missing_files(task, splits, ab.score_splits)
+    problems += data_problems
+    if cfg.examples.strategy in ("train", "knn") and problems:
+        return problems  # sampled examples need the data the problems above are about
+    for version, loader in loaders.items():
+        problems += _example_problems(cfg, [t for t in tasks if t.version == version], cells, loader)
     return problems
 
 
@@ -264,6 +265,14 @@ def task_result(task: AirTask, scores: dict[str, dict[str, float]], main: str, s
     )
 
 
+def zip_command(root: Path, retriever: str, save_dir: Path) -> str:
+    """air-benchmark's own script that packs a retriever's test-split files for the leaderboard."""
+    return (
+        f"python -m scripts.zip_results --results_dir {root.resolve()} --retriever_name {retriever} "
+        f"--save_dir {save_dir.resolve()}"
+    )
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))
@@ -337,6 +346,7 @@ def run_task(runner: Any, cell: Any, name: str) -> dict[str, Any]:
             "retriever": str(retriever),
             "reranker": RERANKER,
             "test_files": [_relative(files[s], results_root) for s in splits if s == "test"],
+            "zip_command": zip_command(root, str(retriever), results_root / SEARCH_DIR / "zipped"),
         },
         "outputs": [_relative(p, results_root) for p in outputs],
         "airbench_fingerprint": settings_fingerprint(cfg),
