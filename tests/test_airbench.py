@@ -249,6 +249,12 @@ def test_dev_split_examples_are_seeded_and_refused_when_dev_is_evaluated(air_dir
         qid = e.source.split(":")[1]
         assert e.query == DATA["finance"]["dev"][qid][0]
         assert e.response == DATA["finance"]["corpus"][DATA["finance"]["dev"][qid][1][0]]
+    knn = build_example_set("knn", seed=0, eval_splits=["test"], **kwargs)  # per query, nearest dev pairs
+    texts = list(DATA["finance"]["test"].values())
+    per_text = knn.for_texts(task.name, texts, embed=lambda ts: np.array([[len(t), 1.0] for t in ts]))
+    assert [len(p) for p in per_text] == [2, 2] and all(
+        e.source.startswith("dev:") for p in per_text for e in p
+    )
     with pytest.raises(ExampleError, match="is evaluated in this run"):
         build_example_set("train", seed=0, eval_splits=["dev", "test"], **kwargs)
     old = get_task("AIRBench_24.04_qa_finance_en")
@@ -256,16 +262,24 @@ def test_dev_split_examples_are_seeded_and_refused_when_dev_is_evaluated(air_dir
         build_example_set("train", seed=0, eval_splits=["test"], **{**kwargs, "task": old})
 
 
-def test_exact_search_matches_brute_force_with_stable_ties():
+@pytest.mark.parametrize(("score_block", "query_block"), [(1 << 26, 1024), (37, 3)])
+def test_exact_search_matches_brute_force_with_stable_ties(monkeypatch, score_block, query_block):
+    """Exact scores, descending, equal scores by document index, whatever the tiling (the small
+    blocks make the corpus tiles and query blocks smaller than the data)."""
+    from evalharness.airbench import retriever
+
+    monkeypatch.setattr(retriever, "SCORE_BLOCK", score_block)
+    monkeypatch.setattr(retriever, "QUERY_BLOCK", query_block)
     rng = np.random.default_rng(0)
     q, d = rng.normal(size=(7, 5)).astype(np.float32), rng.normal(size=(40, 5)).astype(np.float32)
-    d[3] = d[17]  # a tie: the lower index ranks first
+    d[17] = d[3]  # duplicate passages: the lower index ranks first
     scores, idx = exact_search(q, d, 10)
     full = q @ d.T
     for row in range(7):
         expected = sorted(range(40), key=lambda j: (-full[row, j], j))[:10]
         assert idx[row].tolist() == expected
-        np.testing.assert_allclose(scores[row], full[row, expected])
+        np.testing.assert_allclose(scores[row], full[row, expected], rtol=1e-5)
+    assert any({3, 17} <= set(row) for row in exact_search(d[[3]], d, 5)[1].tolist())
     out = search(q, d, [f"q{i}" for i in range(7)], [f"d{j}" for j in range(40)], 1000)
     assert all(len(v) == 40 for v in out.values())  # top_k capped at the corpus size
     assert check_search("exact") == []
