@@ -67,6 +67,17 @@ def machine() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def apply_threads() -> int:
+    """Torch threads for this process: $BENCH_THREADS (set by `--threads`), else torch's default (one
+    per core). Child processes inherit the variable, so every side of a comparison uses the same."""
+    import torch
+
+    threads = os.environ.get("BENCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()
+
+
 def model_dir() -> str:
     from evalharness.encoders.loading import resolve_source
 
@@ -77,6 +88,7 @@ def load_backend(**kwargs: Any):
     """Our decoder backend on SmolLM2-135M, fp32 on the CPU (the reference's CPU dtype)."""
     from evalharness.encoders.backends import DecoderBackend
 
+    apply_threads()
     return DecoderBackend(model_dir(), dtype="float32", device="cpu", **kwargs)
 
 

@@ -56,11 +56,12 @@ def main(job_path: str) -> None:
     calls: list[dict] = []
 
     def pre_hook(_module, _args, kwargs):
-        calls.append({"t0": time.perf_counter()})
+        calls.append({"t0": time.perf_counter(), "c0": time.process_time()})
 
     def post_hook(_module, _args, kwargs, _output):
         ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
         calls[-1]["t1"] = time.perf_counter()
+        calls[-1]["c1"] = time.process_time()
         calls[-1]["seqs"] = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
         calls[-1]["shape"] = list(ids.shape)
 
@@ -90,9 +91,9 @@ def main(job_path: str) -> None:
         model.set_examples(job["examples"][:k] if k else None)
         model.encode_queries(job["queries"][: job["batch_size"]], batch_size=job["batch_size"])  # warm-up
         calls.clear()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         vecs = model.encode_queries(job["queries"], batch_size=job["batch_size"])
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         np.save(out / f"vectors_k{k}.npy", np.asarray(vecs, dtype=np.float32))
         forwards = [c["t1"] - c["t0"] for c in calls]
         # the first forward is the batch-size probe; the encode loop then runs that batch again
@@ -101,6 +102,8 @@ def main(job_path: str) -> None:
             "n_queries": len(job["queries"]),
             "wall_s": wall,
             "probe_s": forwards[0],
+            "cpu_s": cpu,
+            "probe_cpu_s": calls[0]["c1"] - calls[0]["c0"],
             "forward_s": sum(forwards),
             "n_forwards": len(forwards),
             "sequences": [s for c in calls[1:] for s in c["seqs"]],
