@@ -83,7 +83,11 @@ def _as_int_list(value: Any, key: str, problems: list[str]) -> list[int]:
 def plan_cells(cfg: RunConfig, problems: list[str] | None = None) -> list[Cell]:
     """Zero-shot is one cell whatever the strategy and seeds; seeds only multiply sampled strategies."""
     problems = [] if problems is None else problems
-    template = get_template(cfg.template or cfg.model.template).name
+    try:
+        template = get_template(cfg.template or cfg.model.template).name
+    except ValueError as err:
+        problems.append(str(err))
+        template = str(cfg.template or cfg.model.template)
     strategy = cfg.examples.strategy
     shots = _as_int_list(cfg.shots, "shots", problems)
     seeds = _as_int_list(cfg.seed, "seed", problems)
@@ -104,13 +108,9 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
     """Resolve every name and example source; return (task names, cells) or raise ConfigError with
     all problems at once. No model is loaded here."""
     problems: list[str] = []
-    try:
-        get_template(cfg.template or cfg.model.template)
-    except ValueError as err:
-        problems.append(str(err))
     if cfg.examples.strategy not in STRATEGIES:
         problems.append(f"examples.strategy={cfg.examples.strategy!r}; use one of {', '.join(STRATEGIES)}")
-    cells = plan_cells(cfg, problems) if not problems else []
+    cells = plan_cells(cfg, problems)
     if cfg.benchmark.scale not in ("mini", "full"):
         problems.append(f"benchmark.scale={cfg.benchmark.scale!r}; use mini or full")
     names: list[str] = []
@@ -123,6 +123,15 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
     except ValueError as err:
         problems.append(str(err))
     few_shot = [c for c in cells if c.shots != 0]
+    if names and (cfg.tasks.local_root or cfg.tasks.mapping) and not problems:
+        try:  # snapshot folders, mapping entries and duplicate ids, before any data or model loads
+            load_tasks(
+                [n for n in names if not _is_airbench(n)],
+                local_root=cfg.tasks.local_root,
+                mapping=cfg.tasks.mapping,
+            )
+        except ValueError as err:
+            problems.append(str(err))
     air_names = [n for n in names if _is_airbench(n)]
     mteb_names = [n for n in names if n not in set(air_names)]
     if air_names and not problems:
@@ -141,7 +150,9 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
         elif cfg.examples.strategy in ("train", "knn"):
             problems += _check_sampled(cfg, mteb_names, max(c.shots for c in few_shot))
     results = Path(cfg.results_dir)
-    if results.exists() and not os.access(results, os.W_OK):
+    if results.exists() and not results.is_dir():
+        problems.append(f"results_dir={results} is a file, not a folder; choose another results_dir")
+    elif results.exists() and not os.access(results, os.W_OK):
         problems.append(f"results_dir={results} is not writable; choose another results_dir")
     if problems:
         raise ConfigError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
@@ -228,11 +239,26 @@ def cell_fingerprint(cfg: RunConfig, cell: Cell) -> str:
     payload = {
         "model": model,
         "cell": dataclasses.asdict(cell),
-        "examples": {**dataclasses.asdict(cfg.examples), "root_digest": _file_digest(cfg.examples.root)},
+        # a zero-shot cell uses no examples, so example settings must not split or block it
+        "examples": None
+        if cell.shots == 0
+        else {**dataclasses.asdict(cfg.examples), "root_digest": _file_digest(cfg.examples.root)},
         "instructions": _file_digest(cfg.instructions),
         "scale": cfg.benchmark.scale,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _readable_result(path: Path) -> bool:
+    """A finished task's result is trusted only if mteb can read it back; anything else is redone."""
+    if not path.exists():
+        return False
+    try:
+        mteb.TaskResult.from_disk(path)
+    except Exception as err:  # truncated JSON, wrong schema, ...: report and redo, never trust
+        logger.warning("%s is corrupt (%s: %s); the task will be run again", path, type(err).__name__, err)
+        return False
+    return True
 
 
 def _read_manifest(exp_dir: Path) -> dict[str, Any]:
@@ -423,9 +449,12 @@ class Runner:
                         continue
                     t0 = time.monotonic()
                     tokens0 = getattr(self.backend, "tokens_encoded", 0)
+                    truncated0 = getattr(self.backend, "n_truncated", 0)
                     entry = self._run_task(cell, name)
                     entry["wall_time_s"] = round(time.monotonic() - t0, 3)
+                    # the backend's counters span the run; the manifest wants this task's share
                     entry["tokens_encoded"] = getattr(self.backend, "tokens_encoded", 0) - tokens0
+                    entry["n_truncated"] = getattr(self.backend, "n_truncated", 0) - truncated0
                     manifest = _merge_manifest(
                         exp_dir, manifest, name, entry, keep_disk=not self.cfg.overwrite
                     )
@@ -444,7 +473,9 @@ class Runner:
             from evalharness.airbench.run import is_done
 
             return is_done(self, dict(entry or {}))
-        return bool(entry and entry.get("status") == "done" and (exp_dir / f"{name}.json").exists())
+        if not (entry and entry.get("status") == "done"):
+            return False
+        return _readable_result(exp_dir / f"{name}.json")
 
     def _run_task(self, cell: Cell, name: str) -> dict[str, Any]:
         if _is_airbench(name):  # an AIR-Bench dataset: searched and scored by evalharness/airbench
@@ -492,7 +523,6 @@ class Runner:
             "instruction": instruction,
             "instruction_source": source,
             "examples": examples.used().get(name, []),
-            "n_truncated": getattr(self.backend, "n_truncated", None),
             "cache": self.cache.stats(),
         }
 

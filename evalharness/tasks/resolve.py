@@ -144,6 +144,33 @@ def snapshot_dir(task: Any, local_root: str | Path | None, mapping: Mapping[str,
     return path if path.is_dir() else None
 
 
+def check_unique_ids(directory: Path) -> None:
+    """Duplicate ids in a snapshot's JSONL files would silently drop or merge documents inside the
+    datasets loader; refuse them with the file, the id and the line."""
+    import json
+
+    for path in sorted(directory.rglob("*.jsonl")):
+        seen: dict[str, int] = {}
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise TaskResolutionError(
+                        f"{path}:{line_no}: not valid JSON ({err.msg}); fix or remove the line"
+                    ) from err
+                key = row.get("_id", row.get("id")) if isinstance(row, dict) else None
+                if key is None:
+                    continue
+                if str(key) in seen:
+                    raise TaskResolutionError(
+                        f"{path}:{line_no}: duplicate id {key!r} (first on line {seen[str(key)]}); ids must be unique"
+                    )
+                seen[str(key)] = line_no
+
+
 def repoint(task: Any, directory: Path) -> Any:
     """Make mteb's default loader read `directory` instead of the hub.
 
@@ -177,6 +204,7 @@ def load_tasks(
         directory = snapshot_dir(task, local_root, mapping)
         if directory is not None:
             logger.info("%s: reading the local snapshot %s", name, directory)
+            check_unique_ids(directory)
             repoint(task, directory)
         out.append(task)
     return out

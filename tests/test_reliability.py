@@ -1,0 +1,282 @@
+"""Bad input fails early and clearly; crashes, kills and concurrent runs never corrupt results; runs
+are reproducible; numerics and odd inputs have defined behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from evalharness.config import RunConfig
+from evalharness.runner import ConfigError, Runner, run, validate
+from tests import local_tasks
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _register_local_tasks():
+    local_tasks.register()
+
+
+class ForbiddenBackend:
+    """Stands in for the model: any forward pass means an error was found too late."""
+
+    tokens_encoded = 0
+
+    def embed(self, *args, **kwargs):
+        raise AssertionError("the model must not run for bad input")
+
+
+def _cfg(tmp_path, minilm_config, **overrides) -> RunConfig:
+    base = OmegaConf.structured(RunConfig)
+    base.model = OmegaConf.structured(minilm_config)
+    merged = OmegaConf.merge(
+        base,
+        {
+            "benchmark": {"name": "custom", "tasks": ["LocalRetrieval"]},
+            "results_dir": str(tmp_path / "out"),
+            "shots": [0, 1],
+            "embedding_cache": None,
+        },
+        overrides,
+    )
+    return OmegaConf.to_object(merged)
+
+
+def _examples(tmp_path, name: str, content: bytes) -> str:
+    root = tmp_path / "examples"
+    root.mkdir(exist_ok=True)
+    (root / name).write_bytes(content)
+    return str(root)
+
+
+def _snapshot(tmp_path, corpus_lines: list[str]) -> str:
+    d = tmp_path / "snap" / "mteb__scifact" / "corpus"
+    d.mkdir(parents=True)
+    (d / "corpus.jsonl").write_text("\n".join(corpus_lines) + "\n")
+    return str(tmp_path / "snap")
+
+
+# (id, overrides builder, expected message fragment)
+BAD_INPUTS = [
+    ("shots-not-int", lambda t: {"shots": [0, "x"]}, "every value must be an integer"),
+    ("shots-negative", lambda t: {"shots": [-2]}, "shots=-2 is invalid"),
+    ("template-unknown", lambda t: {"template": "bge"}, "unknown template 'bge'"),
+    ("strategy-unknown", lambda t: {"examples": {"strategy": "random"}}, "examples.strategy='random'"),
+    ("scale-unknown", lambda t: {"benchmark": {"scale": "huge"}}, "benchmark.scale='huge'"),
+    ("benchmark-unknown", lambda t: {"benchmark": {"name": "MTEB(eng, v9)", "tasks": []}}, "unknown benchmark 'MTEB(eng, v9)'"),
+    ("task-unknown", lambda t: {"benchmark": {"tasks": ["LocalRetreival"]}}, "Did you mean 'LocalRetrieval'"),
+    ("task-filter-empty", lambda t: {"benchmark": {"task_types": ["BitextMining"]}}, "no tasks left"),
+    ("instructions-missing", lambda t: {"instructions": str(t / "nope.yaml")}, "nope.yaml"),
+    ("examples-root-missing", lambda t: {"examples": {"strategy": "file", "root": str(t / "none")}}, "is not a folder"),
+    ("example-file-missing", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "Other.csv", b"q,r\na,b\n")}}, "LocalRetrieval"),
+    ("example-row-malformed", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b'query,pos\n"a","b"\n"x","y","z"\n')}}, "LocalRetrieval.csv:3"),
+    ("example-pool-too-small", lambda t: {"shots": [2], "examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b"query,pos\na,b\n")}}, "has only 1 examples"),
+    ("example-not-utf8", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b"query,pos\ncaf\xe9,b\n")}}, "UTF-8"),
+    ("example-query-equals-response", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.json", b'[{"query": "same", "response": "same"}]')}}, "query equals the response"),
+    ("train-pool-too-small", lambda t: {"shots": [5]}, "pool of 3"),
+    ("train-split-is-evaluated", lambda t: {"examples": {"split": "test"}}, "test"),
+    ("local-root-missing", lambda t: {"tasks": {"local_root": str(t / "nowhere")}}, "is not a directory"),
+    ("mapping-dir-missing", lambda t: {"tasks": {"mapping": {"LocalRetrieval": str(t / "gone")}}}, "does not exist"),
+    ("snapshot-duplicate-ids", lambda t: {"benchmark": {"tasks": ["SciFact"]}, "tasks": {"local_root": _snapshot(t, ['{"_id": "d1", "text": "a"}', '{"_id": "d1", "text": "b"}'])}}, "duplicate id 'd1'"),
+    ("results-dir-is-a-file", lambda t: {"results_dir": str(_file(t / "results.txt"))}, "is a file, not a folder"),
+]  # fmt: skip
+
+
+def _file(path: Path) -> Path:
+    path.write_text("not a folder")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"), [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS]
+)
+def test_bad_input_is_reported_before_anything_is_loaded_or_written(
+    tmp_path, minilm_config, overrides, message
+):
+    cfg = _cfg(tmp_path, minilm_config, **overrides(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        run(cfg, backend=ForbiddenBackend())
+    assert message in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_all_problems_are_reported_at_once(tmp_path, minilm_config):
+    cfg = _cfg(
+        tmp_path, minilm_config, shots=[0, "x"], template="bge", benchmark={"tasks": ["LocalRetreival"]}
+    )
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3 and all(line.startswith("- ") for line in lines)
+
+
+def test_invalid_model_settings_fail_when_the_config_is_built(minilm_config):
+    with pytest.raises(ValueError, match="model.backend='onnx'"):
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(minilm_config), {"backend": "onnx"}))
+
+
+def test_stale_results_from_other_settings_are_refused(tmp_path, minilm_config, minilm_backend):
+    run(_cfg(tmp_path, minilm_config, shots=[0]), backend=minilm_backend)
+    changed = _cfg(tmp_path, minilm_config, shots=[0], model={"passage_max_length": 64})
+    with pytest.raises(ConfigError, match="different settings"):
+        run(changed, backend=ForbiddenBackend())
+
+
+def test_a_corrupt_result_file_is_reported_and_redone(tmp_path, minilm_config, minilm_backend, caplog):
+    cfg = _cfg(tmp_path, minilm_config, shots=[0])
+    (first,) = run(cfg, backend=minilm_backend)
+    (result,) = (tmp_path / "out").glob("results/*/*/experiments/*/LocalRetrieval.json")
+    result.write_text(result.read_text()[:50])  # truncated
+    (again,) = run(cfg, backend=minilm_backend)
+    assert not again.skipped and again.main_score == first.main_score
+    assert "is corrupt" in caplog.text
+    json.loads(result.read_text())
+
+
+# -- numerics and input hygiene ---------------------------------------------------------------
+
+
+class NaNBackend:
+    tokens_encoded = 0
+
+    def embed(self, items, batch_size):
+        out = np.ones((len(items), 4), dtype=np.float32)
+        out[0, 0] = np.nan
+        return out
+
+
+class ConstantBackend:
+    tokens_encoded = 0
+
+    def embed(self, items, batch_size):
+        return np.ones((len(items), 4), dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("backend", "message"), [(NaNBackend(), "NaN/inf"), (ConstantBackend(), "the same embedding")]
+)
+def test_broken_vectors_stop_the_task_and_write_no_score(tmp_path, minilm_config, backend, message):
+    with pytest.raises(FloatingPointError, match=message):
+        run(_cfg(tmp_path, minilm_config, shots=[0]), backend=backend)
+    assert not list((tmp_path / "out").glob("results/**/LocalRetrieval.json"))
+
+
+def test_empty_passage_is_encoded_and_long_texts_are_counted(smollm2_config, smollm2_backend):
+    from mteb.types import PromptType
+
+    from evalharness.encoders import ICLEncoder
+
+    enc = ICLEncoder(smollm2_config, backend=smollm2_backend)
+    before = smollm2_backend.n_truncated
+    vecs = enc.encode(
+        [{"text": ["", "   ", "word " * 2000]}],
+        task_metadata=local_tasks.LocalRetrieval.metadata,
+        hf_split="test",
+        hf_subset="default",
+        prompt_type=PromptType.document,
+    )
+    assert np.isfinite(vecs).all() and vecs.shape[0] == 3
+    assert smollm2_backend.n_truncated == before + 1  # recorded per task in the manifest
+
+
+# -- reproducibility ---------------------------------------------------------------------------
+
+# timings, and run statistics that legitimately depend on what an earlier (killed) run had cached
+VOLATILE = {
+    "evaluation_time", "evaluation_phases", "date", "kg_co2_emissions", "wall_time_s", "cache",
+    "config", "git_revision", "tokens_encoded", "n_truncated",
+}  # fmt: skip
+
+
+def _stable(obj):
+    if isinstance(obj, dict):
+        return {k: _stable(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [_stable(v) for v in obj]
+    return obj
+
+
+def _result_files(root: Path) -> dict[str, object]:
+    out = {}
+    for f in sorted(root.glob("results/*/*/experiments/*/*.json")):
+        if f.name != "model_meta.json":
+            # canonical text, so that NaN metrics compare equal (NaN != NaN as floats)
+            out[str(f.relative_to(root))] = json.dumps(_stable(json.loads(f.read_text())), sort_keys=True)
+    return out
+
+
+def test_fixed_seed_sweep_is_reproducible(tmp_path, minilm_config, minilm_backend):
+    for name in ("a", "b"):
+        cfg = _cfg(
+            tmp_path / name,
+            minilm_config,
+            shots=[0, 2],
+            seed=[3],
+            benchmark={"tasks": ["LocalRetrieval", "LocalClassification"]},
+        )
+        Runner(cfg, backend=minilm_backend).run(*validate(cfg))
+    a, b = _result_files(tmp_path / "a" / "out"), _result_files(tmp_path / "b" / "out")
+    assert len(a) == 6 and a == b  # 2 cells x (2 tasks + manifest)
+
+
+# -- kills and concurrency (real subprocesses) ---------------------------------------------------
+
+
+def _cli(args, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "evalharness.cli", "run", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+SWEEP = ["model=minilm", "benchmark=offline-mini", "shots=[0,1]", "embedding_cache=null"]
+
+
+def test_killed_run_resumes_to_the_same_results(tmp_path):
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = _cli([*SWEEP, f"results_dir={killed}"])
+    deadline = time.monotonic() + 300
+    while not list(killed.glob("results/*/*/experiments/*/Offline*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # let it get into the next task
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(list(killed.glob("results/*/*/experiments/*/Offline*.json")))
+    assert 1 <= n_before < 10
+    resumed = _cli([*SWEEP, f"results_dir={killed}"])
+    reference = _cli([*SWEEP, f"results_dir={clean}"])
+    for p in (resumed, reference):
+        out, err = p.communicate(timeout=900)
+        assert p.returncode == 0, err[-3000:]
+    assert not list(killed.rglob(".staging-*")) and not list(killed.rglob("*.tmp"))
+    assert _result_files(killed) == _result_files(clean)
+
+
+def test_two_concurrent_runs_on_one_results_folder(tmp_path):
+    out = tmp_path / "shared"
+    procs = [_cli([*SWEEP, f"results_dir={out}", "benchmark.tasks=[OfflineLeeSTS,OfflineChatterbotRetrieval]"])
+             for _ in range(2)]  # fmt: skip
+    for p in procs:
+        _, err = p.communicate(timeout=900)
+        assert p.returncode == 0, err[-3000:]
+    files = _result_files(out)
+    manifests = {k: json.loads(v) for k, v in files.items() if k.endswith("manifest.json")}
+    assert len(files) == 6 and len(manifests) == 2
+    for m in manifests.values():
+        assert set(m["tasks"]) == {"OfflineLeeSTS", "OfflineChatterbotRetrieval"}
