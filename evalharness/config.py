@@ -88,7 +88,9 @@ class AirBenchConfig:
     languages: list[str] = field(default_factory=list)  # e.g. [en]
     datasets: list[str] = field(default_factory=list)  # e.g. [gpt3, llama2] (long-doc); qa's is "default"
     splits: list[str] = field(default_factory=list)  # dev and/or test; default: every split a dataset has
-    score_splits: list[str] = field(default_factory=lambda: ["dev"])  # scored locally (test qrels are private)
+    score_splits: list[str] = field(
+        default_factory=lambda: ["dev"]
+    )  # scored locally (test qrels are private)
     data_dir: str | None = None  # local copies of the hub datasets (offline); null: the hub
     cache_dir: str | None = None  # datasets cache for hub loading
     search: str = "exact"  # exact | faiss
