@@ -88,8 +88,17 @@ BAD_INPUTS = [
     ("local-root-missing", lambda t: {"tasks": {"local_root": str(t / "nowhere")}}, "is not a directory"),
     ("mapping-dir-missing", lambda t: {"tasks": {"mapping": {"LocalRetrieval": str(t / "gone")}}}, "does not exist"),
     ("snapshot-duplicate-ids", lambda t: {"benchmark": {"tasks": ["SciFact"]}, "tasks": {"local_root": _snapshot(t, ['{"_id": "d1", "text": "a"}', '{"_id": "d1", "text": "b"}'])}}, "duplicate id 'd1'"),
+    ("airbench-version-unknown", lambda t: _air(t, version="AIR-Bench_24.06"), "AIR-Bench_24.04"),
+    ("airbench-domain-unknown", lambda t: _air(t, domains=["cooking"]), "cooking"),
+    ("airbench-language-unknown", lambda t: _air(t, languages=["xx"]), "'xx'"),
     ("results-dir-is-a-file", lambda t: {"results_dir": str(_file(t / "results.txt"))}, "is a file, not a folder"),
 ]  # fmt: skip
+
+
+def _air(tmp_path: Path, **airbench) -> dict:
+    return {
+        "benchmark": {"name": "air-bench", "tasks": [], "airbench": {"data_dir": str(tmp_path), **airbench}}
+    }
 
 
 def _file(path: Path) -> Path:
