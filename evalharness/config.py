@@ -30,6 +30,8 @@ class ModelConfig:
     template: str = "bge-icl"
     dtype: str = "auto"
     device: str = "auto"
+    # data parallel: e.g. [cuda:0, cuda:1, ...]; each encode call is split across them (decoder backend)
+    devices: list[str] = field(default_factory=list)
     batch_size: int = 16  # at most this many texts per forward pass ...
     max_tokens_per_batch: int = 16384  # ... and at most this many (padded) token positions
     query_max_length: int = 512
@@ -150,6 +152,7 @@ class RunConfig:
     # on-disk embedding cache shared by runs and processes: "auto" = <cache dir>/embeddings,
     # a folder path, or null for an in-memory cache that lives for one run
     embedding_cache: str | None = "auto"
+    corpus_chunk_size: int = 50_000  # retrieval: documents scored per chunk (bounded memory)
 
 
 def register_configs() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import mteb
 from filelock import FileLock
+from mteb.models.search_wrappers import SearchEncoderWrapper
 from omegaconf import OmegaConf
 
 from evalharness.config import RunConfig
@@ -234,7 +235,7 @@ def cell_fingerprint(cfg: RunConfig, cell: Cell) -> str:
     """Everything that changes a score but not the folder name: a re-run with a different value must
     not silently reuse the old results."""
     model = dataclasses.asdict(cfg.model)
-    for runtime_only in ("device", "batch_size", "prefix_cache"):
+    for runtime_only in ("device", "devices", "batch_size", "max_tokens_per_batch", "prefix_cache"):
         model.pop(runtime_only, None)
     payload = {
         "model": model,
@@ -503,8 +504,11 @@ class Runner:
         encoder = self._encoder(cell, examples)
         if self._raise_inside is not None:
             self._raise_inside(cell, name)
+        # retrieval scores the corpus in chunks of this many documents (top-k merged per chunk),
+        # so memory holds one chunk's vectors, not the corpus's
+        model = SearchEncoderWrapper(encoder, corpus_chunk_size=self.cfg.corpus_chunk_size)
         result = mteb.evaluate(
-            encoder,
+            model,
             task,
             cache=self.results,
             overwrite_strategy="always",

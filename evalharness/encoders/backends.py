@@ -10,7 +10,10 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,6 +54,12 @@ class Backend(Protocol):
     def count_tokens(self, items: Sequence[PromptedText]) -> list[int]: ...
 
 
+@dataclass(frozen=True)
+class Replica:
+    device: str
+    model: Any
+
+
 class DecoderBackend:
     """A transformers AutoModel with last-token pooling over left-padded batches."""
 
@@ -66,12 +75,13 @@ class DecoderBackend:
         trust_remote_code: bool = False,
         prefix_cache: bool = True,
         max_tokens_per_batch: int = 16384,
+        devices: Sequence[str] = (),
         model: Any = None,
         tokenizer: Any = None,
     ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        self.device = resolve_device(device)
+        self.device = resolve_device(devices[0] if devices else device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
             path, revision=revision, trust_remote_code=trust_remote_code
@@ -81,6 +91,8 @@ class DecoderBackend:
             path, revision=revision, dtype=self.dtype, trust_remote_code=trust_remote_code
         )
         self.model.to(self.device).eval()
+        self.replicas = self._replicas([resolve_device(d) for d in devices] or [self.device])
+        self._lock = threading.Lock()
         self.layout = special_layout(self.tokenizer)
         pad = self.tokenizer.pad_token_id
         if pad is None:  # the reference pads with unk when there is no pad token
@@ -99,6 +111,15 @@ class DecoderBackend:
         self.padded_tokens = 0  # pad positions computed alongside them
         self.n_truncated = 0
 
+    def _replicas(self, devices: Sequence[str]) -> list[Replica]:
+        """One model per device (data parallel). Several CPU "devices" share one model object:
+        inference does not mutate it, and it makes the multi-device path testable on a CPU."""
+        models: dict[str, Any] = {self.device: self.model}
+        for d in devices:
+            if d not in models:
+                models[d] = copy.deepcopy(self.model).to(d).eval()
+        return [Replica(d, models[d]) for d in devices]
+
     def tokenize(self, items: Sequence[PromptedText]) -> list[list[int]]:
         tok = tokenize_prompted(
             self.tokenizer,
@@ -113,14 +134,41 @@ class DecoderBackend:
     def count_tokens(self, items: Sequence[PromptedText]) -> list[int]:
         return [len(ids) for ids in self.tokenize(items)]
 
-    @torch.inference_mode()
+    def _dispatch(self, batches: Sequence[list[int]], work: Callable[[Replica, list[int]], None]) -> None:
+        """Run `work` on every batch; with several devices each replica takes the next batch as it
+        frees up (a batch's result does not depend on which device ran it, so order is kept)."""
+
+        def worker(replica: Replica) -> None:
+            with torch.inference_mode():
+                while True:
+                    with self._lock:
+                        batch = next(pending, None)
+                    if batch is None:
+                        return
+                    work(replica, batch)
+
+        pending = iter(batches)
+        if len(self.replicas) == 1:
+            worker(self.replicas[0])
+            return
+        with ThreadPoolExecutor(len(self.replicas)) as pool:
+            list(pool.map(worker, self.replicas))  # re-raises a worker's exception
+
+    def _count(self, real: int, padded: int) -> None:
+        with self._lock:
+            self.tokens_encoded += real
+            self.padded_tokens += padded
+
     def embed_ids(self, sequences: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
         """Sort by length (less padding), run left-padded batches, take the last position, restore order."""
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-        hidden = self.model.config.hidden_size
-        out = np.empty((len(sequences), hidden), dtype=np.float32)
-        for idx in token_batches([len(sequences[i]) for i in order], batch_size, self.max_tokens_per_batch):
-            idx = [order[j] for j in idx]
+        out = np.empty((len(sequences), self.model.config.hidden_size), dtype=np.float32)
+        batches = [
+            [order[j] for j in b]
+            for b in token_batches([len(sequences[i]) for i in order], batch_size, self.max_tokens_per_batch)
+        ]
+
+        def work(replica: Replica, idx: list[int]) -> None:
             width = max(len(sequences[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -131,14 +179,15 @@ class DecoderBackend:
             # explicit positions so left padding cannot shift a text's positions (matters for
             # absolute-position models; a no-op for RoPE up to rounding)
             positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-            result = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                position_ids=positions.to(self.device),
+            result = replica.model(
+                input_ids=ids.to(replica.device),
+                attention_mask=mask.to(replica.device),
+                position_ids=positions.to(replica.device),
             )
             out[idx] = result.last_hidden_state[:, -1].float().cpu().numpy()
-            self.tokens_encoded += int(mask.sum())
-            self.padded_tokens += int(mask.numel() - mask.sum())
+            self._count(int(mask.sum()), int(mask.numel() - mask.sum()))
+
+        self._dispatch(batches, work)
         return out
 
     def embed(self, items: Sequence[PromptedText], batch_size: int) -> np.ndarray:
@@ -172,27 +221,33 @@ class DecoderBackend:
             out[plain] = self.embed_ids([sequences[i] for i in plain], batch_size)
         return out
 
-    @torch.inference_mode()
     def embed_with_prefix(
         self, prefix: Sequence[int], rests: Sequence[Sequence[int]], batch_size: int
     ) -> np.ndarray:
-        """Run `prefix` once, then every continuation on top of its key/values.
+        """Run `prefix` once (per device), then every continuation on top of its key/values.
 
         Continuations are right-padded with explicit positions after the prefix, so the last real
         token of each row sits at its own length - 1; the result equals running prefix + rest."""
         n_prefix = len(prefix)
-        positions = torch.arange(n_prefix, device=self.device).unsqueeze(0)
-        first = self.model(
-            input_ids=torch.tensor([list(prefix)], device=self.device), position_ids=positions, use_cache=True
-        )
-        prefix_cache = first.get("cache") or first.past_key_values
-        self.tokens_encoded += n_prefix
         order = sorted(range(len(rests)), key=lambda i: -len(rests[i]))
         out = np.empty((len(rests), self.model.config.hidden_size), dtype=np.float32)
         # the cached prefix is expanded to every row, so it counts against the memory budget too
         lengths_sorted = [len(rests[i]) for i in order]
-        for idx in token_batches(lengths_sorted, batch_size, self.max_tokens_per_batch, extra=n_prefix):
-            idx = [order[j] for j in idx]
+        batches = [
+            [order[j] for j in b]
+            for b in token_batches(lengths_sorted, batch_size, self.max_tokens_per_batch, extra=n_prefix)
+        ]
+        prefix_caches: dict[str, Any] = {}  # one per replica, built by the thread that uses it
+
+        def work(replica: Replica, idx: list[int]) -> None:
+            if replica.device not in prefix_caches:
+                first = replica.model(
+                    input_ids=torch.tensor([list(prefix)], device=replica.device),
+                    position_ids=torch.arange(n_prefix, device=replica.device).unsqueeze(0),
+                    use_cache=True,
+                )
+                prefix_caches[replica.device] = first.get("cache") or first.past_key_values
+                self._count(n_prefix, 0)
             width = max(len(rests[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(idx), n_prefix + width), dtype=torch.long)
@@ -201,20 +256,21 @@ class DecoderBackend:
             for row, i in enumerate(idx):
                 ids[row, : len(rests[i])] = torch.tensor(rests[i], dtype=torch.long)
                 mask[row, n_prefix : n_prefix + len(rests[i])] = 1
-            cache = copy.deepcopy(prefix_cache)
+            cache = copy.deepcopy(prefix_caches[replica.device])
             cache.batch_repeat_interleave(len(idx))
             pos = (n_prefix + torch.arange(width)).unsqueeze(0).expand(len(idx), -1)
-            hidden = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                position_ids=pos.to(self.device),
+            hidden = replica.model(
+                input_ids=ids.to(replica.device),
+                attention_mask=mask.to(replica.device),
+                position_ids=pos.to(replica.device),
                 use_cache=True,
                 **{self._cache_kwarg: cache},
             ).last_hidden_state
-            last = hidden[torch.arange(len(idx)), (lengths - 1).to(self.device)]
+            last = hidden[torch.arange(len(idx)), (lengths - 1).to(replica.device)]
             out[idx] = last.float().cpu().numpy()
-            self.tokens_encoded += int(lengths.sum())
-            self.padded_tokens += int(len(idx) * width - lengths.sum())
+            self._count(int(lengths.sum()), int(len(idx) * width - lengths.sum()))
+
+        self._dispatch(batches, work)
         return out
 
 

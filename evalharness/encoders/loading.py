@@ -109,6 +109,7 @@ def load_backend(config: ModelConfig) -> Any:
         trust_remote_code=config.trust_remote_code,
         prefix_cache=config.prefix_cache,
         max_tokens_per_batch=config.max_tokens_per_batch,
+        devices=config.devices,
     )
     vocab = backend.tokenizer.get_vocab()
     missing = [t for t in config.special_tokens if t not in vocab]
