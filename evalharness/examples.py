@@ -397,7 +397,38 @@ def _check_shots(shots: int, allow_all: bool) -> int:
     return shots
 
 
-class FileExamples:
+class PerTaskExamples:
+    """Bookkeeping shared by the example sets that give every text of a task the same examples:
+    subclasses only say which examples a task gets (`examples`, raising `ExampleError`)."""
+
+    strategy: str
+    _used: dict[str, tuple[Example, ...]]
+
+    def examples(self, task_name: str) -> tuple[Example, ...]:
+        raise NotImplementedError
+
+    def check(self, task_names: Iterable[str] | None = None) -> list[str]:
+        """One message per problem over all tasks; never raises, so a validation pass can list all."""
+        problems = []
+        for task_name in list(getattr(self, "tasks", {})) if task_names is None else task_names:
+            try:
+                self.examples(task_name)
+            except ExampleError as err:
+                problems.append(str(err))
+        return problems
+
+    def for_texts(
+        self, task_name: str, texts: Sequence[str], embed: Embed | None = None
+    ) -> list[tuple[Example, ...]]:
+        examples = self.examples(task_name)
+        self._used[task_name] = examples
+        return [examples] * len(texts)
+
+    def used(self) -> dict[str, list[dict]]:
+        return {task: [ex.to_dict() for ex in examples] for task, examples in self._used.items()}
+
+
+class FileExamples(PerTaskExamples):
     """Fixed per-task examples from a folder of example files (bge-en-icl's published sets).
 
     Files are loaded lazily (a run usually covers a subset of the folder) and cached. The first `shots`
@@ -423,7 +454,12 @@ class FileExamples:
         """The examples for `task_name`; raises `ExampleError` if the file is missing or too short."""
         if self.shots == 0:
             return ()
-        path, pool = self._load(task_name)
+        try:
+            path, pool = self._load(task_name)
+        except ExampleError as err:
+            raise ExampleError(
+                str(err) if str(err).startswith("task ") else f"task {task_name}: {err}"
+            ) from err
         if not pool:
             raise ExampleError(
                 f"task {task_name}: {path.name} has no examples; add examples to it or run this task "
@@ -443,31 +479,6 @@ class FileExamples:
                 f"({', '.join(identical)}); use the corrected example files"
             )
         return chosen
-
-    def check(self, task_names: Iterable[str]) -> list[str]:
-        """One message per problem over all `task_names`; never raises."""
-        problems = []
-        for task_name in task_names:
-            try:
-                self.examples(task_name)
-            except ExampleError as err:
-                problems.append(str(err) if str(err).startswith("task ") else f"task {task_name}: {err}")
-        return problems
-
-    def for_texts(
-        self, task_name: str, texts: Sequence[str], embed: Embed | None = None
-    ) -> list[tuple[Example, ...]]:
-        try:
-            examples = self.examples(task_name)
-        except ExampleError as err:
-            if str(err).startswith("task "):
-                raise
-            raise ExampleError(f"task {task_name}: {err}") from err
-        self._used[task_name] = examples
-        return [examples] * len(texts)
-
-    def used(self) -> dict[str, list[dict]]:
-        return {task: [ex.to_dict() for ex in examples] for task, examples in self._used.items()}
 
 
 def sample_examples(pool: Sequence[Example], k: int, seed: int, *, cap: bool = False) -> list[Example]:
@@ -800,7 +811,7 @@ def _unknown_task(task_name: str, known: Iterable[str], cls: str) -> ExampleErro
     )
 
 
-class TrainExamples:
+class TrainExamples(PerTaskExamples):
     """A fixed, seeded sample of `shots` examples per task from a non-evaluated split (default "train"),
     checked to share no text with any evaluated split. Built lazily per task, then fixed."""
 
@@ -837,26 +848,6 @@ class TrainExamples:
                     check_disjoint(chosen, _split_texts(task, eval_split), task_name, eval_split)
             self._chosen[task_name] = chosen
         return self._chosen[task_name]
-
-    def check(self, task_names: Iterable[str] | None = None) -> list[str]:
-        """One message per problem (missing split, small pool, overlap); never raises."""
-        problems = []
-        for task_name in self.tasks if task_names is None else task_names:
-            try:
-                self.examples(task_name)
-            except ExampleError as err:
-                problems.append(str(err))
-        return problems
-
-    def for_texts(
-        self, task_name: str, texts: Sequence[str], embed: Embed | None = None
-    ) -> list[tuple[Example, ...]]:
-        examples = self.examples(task_name)
-        self._used[task_name] = examples
-        return [examples] * len(texts)
-
-    def used(self) -> dict[str, list[dict]]:
-        return {task: [ex.to_dict() for ex in examples] for task, examples in self._used.items()}
 
 
 class KnnExamples:

@@ -11,19 +11,19 @@ lower-case `k` in names where the datasets write `K` (`pubmed_100k-200k_1`), whi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from evalharness.airbench.tasks import AirTask, get_task
 from evalharness.examples import (
-    Embed,
     Example,
     ExampleError,
     ExampleSet,
     FileExamples,
     FixedExamples,
     KnnExamples,
+    PerTaskExamples,
     check_disjoint,
     find_example_file,
     sample_examples,
@@ -43,7 +43,7 @@ def file_keys(task: AirTask) -> list[str]:
     return keys
 
 
-class AirBenchFileExamples:
+class AirBenchFileExamples(PerTaskExamples):
     """One fixed example set per dataset from a folder of example files: `root/{task type}/` (the
     reference layout, e.g. FlagEmbedding's `examples/bge-en-icl/AIR-Bench`) or `root` itself. The first
     `shots` examples of the file are used (-1: all), as for MTEB's file strategy."""
@@ -89,25 +89,6 @@ class AirBenchFileExamples:
             return files.examples(key)
         except ExampleError as err:
             raise ExampleError(f"task {name} (example file {key}): {err}") from err
-
-    def check(self, names: Iterable[str]) -> list[str]:
-        problems = []
-        for name in names:
-            try:
-                self.examples(name)
-            except ExampleError as err:
-                problems.append(str(err))
-        return problems
-
-    def for_texts(
-        self, task_name: str, texts: Sequence[str], embed: Embed | None = None
-    ) -> list[tuple[Example, ...]]:
-        examples = self.examples(task_name)
-        self._used[task_name] = examples
-        return [examples] * len(texts)
-
-    def used(self) -> dict[str, list[dict]]:
-        return {task: [ex.to_dict() for ex in examples] for task, examples in self._used.items()}
 
 
 # --------------------------------------------------------------------------------------------------
