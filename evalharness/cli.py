@@ -211,6 +211,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "examples=train",
                 "seed=0",
                 f"results_dir={args.results_dir}",
+                # the demo always recomputes its cells (the committed results/demo may come from an
+                # older version); the embedding cache keeps a repeat run fast
+                "overwrite=true",
             ]
             cfg = compose(config_name="config", overrides=overrides)
             from omegaconf import OmegaConf
