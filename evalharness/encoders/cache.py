@@ -141,5 +141,5 @@ class EmbeddingCache:
             "misses": self.misses,
             "disk_hits": self.disk_hits,
             "disk_bytes": self.disk_bytes(),
-            "path": str(self.path) if self.path else None,
+            "file": self.path.name if self.path else None,  # no machine paths in manifests
         }
