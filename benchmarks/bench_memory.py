@@ -2,20 +2,24 @@
 
 The corpus is drawn from every text the offline tasks ship (chatterbot answers and questions, Pang &
 Lee sentences, newsgroup posts, Lee documents, Rotten Tomatoes plots and reviews: 1 to a few hundred
-tokens), sorted by length, thinned evenly to the 16x size, then taken every 16th / 4th / 1st text, so
-the three corpora have the same length distribution and the same longest text: what changes is only
-how many texts there are.
+tokens): the 16 longest texts in every size, so that every size forms the same largest batch, plus
+texts taken evenly over the whole length range of the others, so the three corpora have the same
+length distribution: what changes is only how many texts there are.
 
-Each size runs in a fresh process: load the model, warm up on one batch of the longest texts, reset
-the peak RSS to the current RSS (/proc/self/clear_refs), embed the corpus through the embedding cache
-as the encoder does (`EmbeddingCache.embed` -> `DecoderBackend.embed`), and read the peak RSS
-(VmHWM). "embed peak" is that peak above the RSS before the step: activations of the largest batch,
-the tokenised corpus, the vectors. Its growth from 1x to 16x is compared with the growth of the
-embedding matrix (texts x hidden x 4 bytes).
+Each size runs in a fresh process: load the model, warm up on one batch of short texts, then embed
+the corpus through the embedding cache as the encoder does (`EmbeddingCache.embed` ->
+`DecoderBackend.embed`).
+Columns: the process's peak RSS (`ru_maxrss`, model and warm-up included; it varies by about
++-100 MiB between identical processes with the C allocator's layout), the embedding step's own peak
+above the memory in use before it (VmHWM after a reset through /proc/self/clear_refs), and the memory
+still in use after it (after `malloc_trim`, with the vectors alive) minus before: what the corpus
+costs to keep, to compare with the embedding matrix (texts x hidden x 4 bytes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -58,13 +62,17 @@ def corpus_pool(max_words: int) -> list[str]:
     return sorted(cut, key=lambda t: (-len(t), t))
 
 
-def corpus(base: int, multiple: int, max_words: int) -> list[str]:
+def corpus(base: int, multiple: int, max_words: int, head: int = 16) -> list[str]:
+    """`base x multiple` texts: the `head` longest texts of the pool (the same in every size, so the
+    largest batch, and with it the activation memory, is the same at every size), then texts taken
+    evenly over the whole length range of the rest."""
     pool = corpus_pool(max_words)
-    need = base * max(SIZES)
-    if len(pool) < need:
-        raise RuntimeError(f"only {len(pool)} distinct texts for a {need}-text corpus; lower --base")
-    pool = pool[:: len(pool) // need][:need]  # evenly over the whole length range
-    return pool[:: max(SIZES) // multiple]
+    top, rest = pool[:head], pool[head:]
+    need = base * max(SIZES) - head
+    if len(rest) < need:
+        raise RuntimeError(f"only {len(pool)} distinct texts for a {need + head}-text corpus; lower --base")
+    count = base * multiple - head
+    return top + [rest[round(i * (len(rest) - 1) / max(1, count - 1))] for i in range(count)]
 
 
 def status_kib(field: str) -> int:
@@ -77,14 +85,22 @@ def status_kib(field: str) -> int:
 
 
 def reset_peak() -> bool:
-    """Reset this process's peak RSS to its current RSS (Linux >= 4.0), so that the peak measured next
-    is the embedding step's own and not the model load's."""
+    """Reset this process's peak RSS to its current RSS (Linux >= 4.0)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         return True
     except OSError:
         return False
+
+
+def live_kib() -> int:
+    """Resident memory once Python's garbage and the C allocator's free pages are given back: what
+    is still in use, without the heap that freed activations leave behind."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return status_kib("VmRSS")
 
 
 def child(multiple: int, base: int, max_words: int, batch_size: int) -> dict[str, Any]:
@@ -96,20 +112,20 @@ def child(multiple: int, base: int, max_words: int, batch_size: int) -> dict[str
     texts = corpus(base, multiple, max_words)
     backend = load_backend()
     items = [PromptedText("", t, "", is_query=False) for t in texts]
-    # the same warm-up in every process: one batch of the longest texts of the largest corpus
-    warm = corpus(base, max(SIZES), max_words)[:batch_size]
-    backend.embed([PromptedText("", t, "", is_query=False) for t in warm], batch_size)
-    gc.collect()
+    # the same warm-up in every process (first kernel calls, lazy initialisation)
+    backend.embed([PromptedText("", t, "", is_query=False) for t in texts[-batch_size:]], batch_size)
+    live_before = live_kib()
+    peak_warm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     was_reset = reset_peak()
-    rss_before = status_kib("VmRSS")
-    peak_before = status_kib("VmHWM")
     tokens0, padded0 = backend.tokens_encoded, getattr(backend, "padded_tokens", 0)
     hooks = ForwardRecorder(backend.model)
     cache = EmbeddingCache()
     start = time.perf_counter()
     vectors = cache.embed(items, lambda todo: backend.embed(todo, batch_size))
     wall = time.perf_counter() - start
-    peak_after = status_kib("VmHWM")
+    step_peak = status_kib("VmHWM")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    live_after = live_kib()  # the vectors and the cache are still referenced here
     tokens = backend.tokens_encoded - tokens0
     padded = getattr(backend, "padded_tokens", 0) - padded0
     return {
@@ -123,13 +139,14 @@ def child(multiple: int, base: int, max_words: int, batch_size: int) -> dict[str
         "max_positions_per_forward": hooks.max_positions,
         "wall_s": wall,
         "peak_reset": was_reset,
-        "rss_before_mib": rss_before / 1024,
-        "peak_before_mib": peak_before / 1024,
-        "peak_mib": peak_after / 1024,
-        "process_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "embed_peak_mib": (peak_after - rss_before) / 1024,
+        "live_before_mib": live_before / 1024,
+        "peak_after_warmup_mib": peak_warm / 1024,
+        "peak_mib": peak / 1024,
+        "step_peak_above_live_mib": (step_peak - live_before) / 1024,
+        "live_growth_mib": (live_after - live_before) / 1024,
         "embedding_matrix_mib": vectors.nbytes / 2**20,
         "text_mib": sum(len(t.encode()) for t in texts) / 2**20,
+        "cache_entries": len(cache),
     }
 
 
@@ -156,7 +173,6 @@ def run(base: int = 48, max_words: int = 96, batch_size: int = 16) -> dict[str, 
         )
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@result ")][-1]
         results.append(json.loads(line.removeprefix("@@result ")))
-    first = results[0]
     rows = []
     for r in results:
         rows.append(
@@ -167,11 +183,10 @@ def run(base: int = 48, max_words: int = 96, batch_size: int = 16) -> dict[str, 
                 f"{100 * r['padded_fraction']:.1f}%",
                 r["max_positions_per_forward"],
                 r["wall_s"],
-                r["rss_before_mib"],
-                r["embed_peak_mib"],
-                r["embed_peak_mib"] - first["embed_peak_mib"],
-                r["embedding_matrix_mib"] - first["embedding_matrix_mib"],
-                r["text_mib"] - first["text_mib"],
+                r["peak_mib"],
+                r["step_peak_above_live_mib"],
+                r["live_growth_mib"],
+                r["embedding_matrix_mib"],
             ]
         )
     text = table(
@@ -182,11 +197,10 @@ def run(base: int = 48, max_words: int = 96, batch_size: int = 16) -> dict[str, 
             "padded / (real + padded)",
             "largest batch (positions)",
             "embed s",
-            "RSS before MiB",
-            "embed peak above it MiB",
-            "its growth vs 1x MiB",
-            "embedding matrix growth MiB",
-            "text growth MiB",
+            "process peak RSS MiB",
+            "embed-step peak above start MiB",
+            "live memory added MiB",
+            "embedding matrix MiB",
         ],
         rows,
     )
