@@ -58,14 +58,19 @@ def _timed(backend: Any, items: list, batch_size: int, repeats: int) -> tuple[fl
 
 
 def run(
-    n_queries: int = 24, batch_size: int = 8, shots: tuple[int, ...] = (0, 1, 3, 5, 8), repeats: int = 3
+    n_queries: int = 96,
+    batch_size: int = 8,
+    shots: tuple[int, ...] = (0, 1, 3, 5, 8),
+    repeats: int = 3,
+    scale: str = "full",
 ) -> dict[str, Any]:
     from evalharness.prompts import PromptedText, get_template
 
-    data = retrieval_data()
+    # the full-scale task: enough test queries, and examples from its own (disjoint) train split
+    data = retrieval_data(scale)
     instruction = data["instruction"]
     queries = [q["text"] for q in data["test"]["queries"]][:n_queries]
-    examples = sample_examples(max(shots))
+    examples = sample_examples(max(shots), scale=scale)
     template = get_template("bge-icl")
 
     cached = load_backend(prefix_cache=True)
@@ -187,6 +192,8 @@ def run(
         "settings": out,
         "n_queries": n_queries,
         "batch_size": batch_size,
+        "scale": scale,
+        "examples": [{"query": e.query, "response": e.response} for e in examples],
         "repeats_ours_cached": repeats,
         "reference": ref.info,
         "table": text,
@@ -196,5 +203,5 @@ def run(
 if __name__ == "__main__":
     import sys
 
-    result = run(n_queries=int(sys.argv[1]) if len(sys.argv) > 1 else 24)
+    result = run(n_queries=int(sys.argv[1]) if len(sys.argv) > 1 else 96)
     print(result["table"])

@@ -112,12 +112,12 @@ def retrieval_data(scale: str = "mini") -> dict[str, Any]:
     return {"task": task, "instruction": instruction, **splits}
 
 
-def sample_examples(shots: int, seed: int = 0) -> list[Any]:
+def sample_examples(shots: int, seed: int = 0, scale: str = "mini") -> list[Any]:
     """The `train` strategy's seeded examples for the task (what the runner would put in front)."""
     from evalharness.examples import build_example_set
-    from evalharness.tasks.resolve import load_tasks
+    from evalharness.tasks.offline import OfflineChatterbotRetrieval
 
-    (task,) = load_tasks([TASK])
+    task = OfflineChatterbotRetrieval(scale=scale)
     return list(build_example_set("train", shots=shots, seed=seed, tasks={TASK: task}).examples(TASK))
 
 
@@ -250,10 +250,13 @@ class ReferenceWorker:
             "PYTHONWARNINGS": "ignore",
         }
         env.pop("PYTHONPATH", None)
+        self.log_path = work / "worker.log"  # FlagEmbedding's progress bars and warnings
+        self._log = self.log_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
             [str(python), str(Path(__file__).with_name("flag_worker.py")), str(job_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=self._log,
             text=True,
             env=env,
         )
@@ -264,7 +267,11 @@ class ReferenceWorker:
         for line in self.proc.stdout:
             if line.startswith(marker):
                 return json.loads(line[len(marker) :])
-        raise RuntimeError(f"the reference worker exited with {self.proc.wait()} (its stderr is above)")
+        self._log.flush()
+        tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise RuntimeError(
+            f"the reference worker exited with {self.proc.wait()}; {self.log_path} ends:\n{tail}"
+        )
 
     def encode(self, k: int) -> dict[str, Any]:
         import numpy as np
@@ -281,6 +288,7 @@ class ReferenceWorker:
             self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
             self.proc.stdin.close()
             self.proc.wait(timeout=60)
+        self._log.close()
 
 
 # ---------------------------------------------------------------------------------------------
