@@ -183,6 +183,7 @@ class DecoderBackend:
                 input_ids=ids.to(replica.device),
                 attention_mask=mask.to(replica.device),
                 position_ids=positions.to(replica.device),
+                use_cache=False,  # no KV cache to build: it would dominate peak memory
             )
             out[idx] = result.last_hidden_state[:, -1].float().cpu().numpy()
             self._count(int(mask.sum()), int(mask.numel() - mask.sum()))
@@ -285,11 +286,13 @@ def token_batches(
     batches: list[list[int]] = []
     i = 0
     while i < len(lengths_desc):
-        width = lengths_desc[i] + extra
-        rows = max(1, min(max_count, max_tokens // max(width, 1)))
-        end, real = i + 1, lengths_desc[i] + extra
+        # `extra` (a cached prefix expanded to every row) counts against memory, but padding is
+        # judged on the tokens actually computed
+        rows = max(1, min(max_count, max_tokens // max(lengths_desc[i] + extra, 1)))
+        width = lengths_desc[i]
+        end, real = i + 1, lengths_desc[i]
         while end < min(i + rows, len(lengths_desc)):
-            new_real = real + lengths_desc[end] + extra
+            new_real = real + lengths_desc[end]
             if (end + 1 - i) * width - new_real > max_padding * (end + 1 - i) * width:
                 break
             real, end = new_real, end + 1
