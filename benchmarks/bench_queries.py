@@ -22,7 +22,6 @@ from benchmarks.common import (
     BENCH_DIR,
     ForwardRecorder,
     ReferenceWorker,
-    common_prefix_length,
     load_backend,
     log,
     model_dir,
@@ -32,6 +31,7 @@ from benchmarks.common import (
     sibling_backend,
     table,
 )
+from evalharness.encoders.backends import common_prefix_length
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import TASK, ForwardRecorder, common_prefix_length, log, table
+from benchmarks.common import TASK, ForwardRecorder, log, table
+from evalharness.encoders.backends import common_prefix_length
 
 VARIANTS = ("sweep", "separate", "separate, no caches")
 

@@ -163,18 +163,6 @@ class ForwardRecorder:
         return self.padded / total if total else 0.0
 
 
-def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
-    """Tokens that all sequences share, leaving each at least its last token (the pooled one)."""
-    if not sequences:
-        return 0
-    limit = min(len(s) for s in sequences) - 1
-    first = sequences[0]
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in sequences[1:]):
-        n += 1
-    return n
-
-
 # ---------------------------------------------------------------------------------------------
 # The reference's virtualenv and model copy
 # ---------------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ class DecoderBackend:
         for i, item in enumerate(items):
             (groups.setdefault(item.prefix, []) if item.is_query else plain).append(i)
         for idx in groups.values():
-            shared = _common_prefix_length([sequences[i] for i in idx])
+            shared = common_prefix_length([sequences[i] for i in idx])
             if len(idx) < 2 or shared < MIN_SHARED_TOKENS:
                 plain.extend(idx)
                 continue
@@ -304,8 +304,10 @@ def token_batches(
 MIN_SHARED_TOKENS = 8  # below this, a cached prefix saves less than its bookkeeping costs
 
 
-def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     """Tokens shared by all sequences, leaving each at least its last token (the one we pool)."""
+    if not sequences:
+        return 0
     limit = min(len(s) for s in sequences) - 1
     first = sequences[0]
     n = 0
