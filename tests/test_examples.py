@@ -35,6 +35,7 @@ from evalharness.examples import (
     sample_examples,
     task_example_pool,
 )
+from tests import local_tasks
 
 DATA = Path(__file__).parent / "data" / "examples"
 
@@ -328,24 +329,11 @@ def test_sampling_more_than_pool():
 
 # ---------------------------------------------------------------------------- mteb tasks
 
-COMMON = dict(
-    description="Tiny local task.",
-    reference=None,
-    eval_langs=["eng-Latn"],
-    category="t2t",
-    modalities=["text"],
-    date=("2024-01-01", "2024-01-02"),
-    domains=["Encyclopaedic"],
-    license="cc-by-4.0",
-    annotations_creators="derived",
-    sample_creation="created",
-    bibtex_citation="",
-)
-
 
 def make_task(base, name, task_type, main_score, dataset, eval_splits=("test",), eval_langs=None, **attrs):
     """An mteb task whose load_data installs `dataset` (a callable, so every task gets fresh data)."""
-    common = dict(COMMON, eval_langs=eval_langs or ["eng-Latn"])
+    # the shared metadata of the tests' local tasks, with this task's splits and languages
+    common = dict(local_tasks.COMMON, eval_splits=list(eval_splits), eval_langs=eval_langs or ["eng-Latn"])
 
     def load_data(self, num_proc=None, **kwargs):
         self.dataset = dataset()
@@ -356,7 +344,6 @@ def make_task(base, name, task_type, main_score, dataset, eval_splits=("test",),
         type=task_type,
         main_score=main_score,
         dataset={"path": f"local/{name}", "revision": "v1"},
-        eval_splits=list(eval_splits),
         **common,
     )
     cls = type(name, (base,), {"metadata": metadata, "load_data": load_data, **attrs})
