@@ -17,22 +17,15 @@ log = logging.getLogger("evalharness")
 
 
 def _resolve_task(name: str):
-    """An mteb task by name (offline tasks included), with close-match suggestions on a typo."""
-    import difflib
-
+    """An mteb task by name (offline tasks included); a typo gets the runner's close-match message."""
     import mteb
 
-    from evalharness.tasks import register_offline_tasks
+    from evalharness.tasks.resolve import check_task_names
 
-    register_offline_tasks()
-    try:
-        return mteb.get_task(name)
-    except KeyError as err:
-        from mteb.get_tasks import _TASKS_REGISTRY
-
-        close = difflib.get_close_matches(name, list(_TASKS_REGISTRY), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close)}?" if close else " List tasks with `evalharness tasks`."
-        raise SystemExit(f"error: unknown task {name!r}.{hint}") from err
+    problems = check_task_names([name])
+    if problems:
+        raise SystemExit(f"error: {problems[0]}")
+    return mteb.get_task(name)
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:

@@ -83,7 +83,7 @@ def test_prompt_with_jsonl_query_pos_file(tmp_path, capsys):
     [
         (
             ["--task", "Banking77Classificaton"],
-            "unknown task 'Banking77Classificaton'. Did you mean Banking77Classification",
+            "unknown task 'Banking77Classificaton'. Did you mean 'Banking77Classification'",
         ),
         (
             ["--task", "Banking77Classification", "--shots", "5"],
