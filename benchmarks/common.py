@@ -145,11 +145,15 @@ class ForwardRecorder:
             return
         mask = kwargs.get("attention_mask")
         rows, width = ids.shape
-        real = rows * width if mask is None else int(mask[:, -width:].sum())
+        # a 2D mask marks real (1) and pad (0) positions; a 4D one (packed continuations: several
+        # texts laid end to end in one row, additive -inf/0 entries) says who attends to whom, and
+        # packed rows hold no padding
+        padding_mask = mask is not None and mask.dim() == 2
+        real = int(mask[:, -width:].sum()) if padding_mask else rows * width
         self.real += real
         self.padded += rows * width - real
         self.forwards += 1
-        self.max_positions = max(self.max_positions, rows * (mask.shape[1] if mask is not None else width))
+        self.max_positions = max(self.max_positions, rows * (mask.shape[-1] if mask is not None else width))
 
     def reset(self) -> None:
         self.real = self.padded = self.forwards = self.max_positions = 0

@@ -13,6 +13,7 @@ from mteb.types import PromptType
 from torch.utils.data import DataLoader
 
 from evalharness.encoders import ICLEncoder
+from evalharness.encoders.backends import common_prefix_length, pack_batches
 from evalharness.examples import Example, FixedExamples
 from evalharness.prompts import PromptError
 from tests import local_tasks
@@ -220,8 +221,10 @@ def test_mteb_evaluate_zero_and_two_shot(tmp_path, smollm2_config, smollm2_backe
     assert stored["scores"]["test"][0]["main_score"] == pytest.approx(runs[2][1]["LocalRetrieval"])
 
 
-def test_prefix_cache_matches_uncached_path(smollm2_backend):
-    """Shared prefix run once vs the reference's full re-encoding: same vectors, fewer tokens."""
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "expanded"])
+def test_prefix_cache_matches_uncached_path(smollm2_backend, packing):
+    """Shared prefix run once vs the reference's full re-encoding: same vectors, fewer tokens, both
+    with continuations packed into one row and with the prefix cache expanded to a padded batch."""
     from evalharness.prompts import PromptedText, get_template
 
     tpl = get_template("bge-icl")
@@ -229,7 +232,7 @@ def test_prefix_cache_matches_uncached_path(smollm2_backend):
         Example("Capital city of Germany?", "Berlin."),
         Example("A language for readability?", "Python."),
     ]
-    prefix = tpl.render_prefix(shots, "Retrieve passages.")
+    prefix = tpl.render_prefix(shots, f"Retrieve passages ({packing}).")  # a prefix no other test holds
     queries = [
         "short",
         "a considerably longer query with many more tokens than the others in it",
@@ -237,9 +240,18 @@ def test_prefix_cache_matches_uncached_path(smollm2_backend):
     ] * 3
     items = [PromptedText(prefix, tpl.wrap_query(q, "Retrieve passages."), tpl.suffix, True) for q in queries]
     items.append(PromptedText("", "a passage in the same call", "", False))
-    before = smollm2_backend.tokens_encoded
-    cached = smollm2_backend.embed(items, batch_size=4)
-    cached_tokens = smollm2_backend.tokens_encoded - before
+    assert smollm2_backend._packing, "SmolLM2 runs sdpa attention, which takes packed continuations"
+    smollm2_backend._packing = packing
+    try:
+        before = smollm2_backend.tokens_encoded
+        cached = smollm2_backend.embed(items, batch_size=4)
+        cached_tokens = smollm2_backend.tokens_encoded - before
+        # a second call with the same prefix reuses its key/values: only the continuations run
+        before = smollm2_backend.tokens_encoded
+        again = smollm2_backend.embed(items[:-1], batch_size=4)
+        again_tokens = smollm2_backend.tokens_encoded - before
+    finally:
+        smollm2_backend._packing = True
     smollm2_backend.prefix_cache = False
     try:
         before = smollm2_backend.tokens_encoded
@@ -251,4 +263,29 @@ def test_prefix_cache_matches_uncached_path(smollm2_backend):
     cos = (unit(cached) * unit(uncached)).sum(axis=1)
     assert cos.min() >= 0.9999
     assert np.abs(unit(cached) - unit(uncached)).max() < 1e-5
+    np.testing.assert_allclose(again, cached[:-1], rtol=1e-4, atol=1e-4)
     assert cached_tokens < uncached_tokens / 2
+    ids = smollm2_backend.tokenize(items[:-1])
+    shared = common_prefix_length(ids)
+    assert again_tokens == sum(len(s) - shared for s in ids)
+    assert cached_tokens == again_tokens + shared + len(smollm2_backend.tokenize(items[-1:])[0])
+
+
+def test_pack_batches_respect_count_and_token_budget():
+    lengths = [5, 40, 7, 30, 12, 3]
+    packs = pack_batches(lengths, max_count=3, max_tokens=50)
+    assert sorted(i for p in packs for i in p) == list(range(len(lengths)))
+    assert all(len(p) <= 3 and sum(lengths[i] for i in p) <= 50 for p in packs)
+    assert packs == [[1], [3, 4, 2], [0, 5]]  # longest first, each pack filled in turn
+    assert pack_batches([80, 2], max_count=8, max_tokens=50) == [[0], [1]]  # over-long: alone
+
+
+def test_packing_is_off_where_a_sliding_window_would_apply(smollm2_backend):
+    config = smollm2_backend.model.config
+    assert getattr(config, "sliding_window", None) is None
+    assert smollm2_backend._packable(10_000)
+    config.sliding_window = 64
+    try:
+        assert smollm2_backend._packable(64) and not smollm2_backend._packable(65)
+    finally:
+        config.sliding_window = None

@@ -103,6 +103,9 @@ class DecoderBackend:
         self.query_max_length = query_max_length
         self.passage_max_length = passage_max_length
         self.prefix_cache = prefix_cache
+        # custom 4D masks reach sdpa/eager attention as given; other kernels get the expanded path
+        self._packing = getattr(self.model.config, "_attn_implementation", None) in ("sdpa", "eager")
+        self._prefix_kvs: dict[str, tuple[tuple[int, ...], Any]] = {}  # device -> (prefix ids, cache)
         # transformers 5.24 renamed the forward argument past_key_values -> cache
         params = inspect.signature(self.model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
@@ -225,10 +228,94 @@ class DecoderBackend:
     def embed_with_prefix(
         self, prefix: Sequence[int], rests: Sequence[Sequence[int]], batch_size: int
     ) -> np.ndarray:
-        """Run `prefix` once (per device), then every continuation on top of its key/values.
+        """Run `prefix` once per device, then every continuation on top of its key/values.
 
-        Continuations are right-padded with explicit positions after the prefix, so the last real
-        token of each row sits at its own length - 1; the result equals running prefix + rest."""
+        Packed (the default): a batch's continuations are laid end to end in one row over the
+        batch-1 prefix cache, with a block-diagonal causal mask and positions that restart after
+        the prefix for each of them — no padding, and the prefix's keys/values are never copied per
+        row. Where the attention implementation cannot take such a mask (flash attention) or a
+        sliding window would apply, the prefix cache is expanded to a right-padded batch instead.
+        Either way each row's last token sees exactly what it would see after the full prompt."""
+        if self._packing and not self._packable(len(prefix) + max(map(len, rests))):
+            return self._continue_expanded(prefix, rests, batch_size)
+        if self._packing:
+            try:
+                return self._continue_packed(prefix, rests, batch_size)
+            except (TypeError, ValueError, RuntimeError) as err:
+                logger.warning(
+                    "%s cannot take packed continuations (%s); expanding the prefix cache per batch",
+                    type(self.model).__name__,
+                    err,
+                )
+                self._packing = False
+        return self._continue_expanded(prefix, rests, batch_size)
+
+    def _packable(self, total_length: int) -> bool:
+        """A custom 4D mask replaces the model's own mask, sliding window included."""
+        config = self.model.config
+        window = getattr(config, "sliding_window", None)
+        uses_window = window is not None and getattr(config, "use_sliding_window", True)
+        return not (uses_window and total_length > window)
+
+    def _prefix_kv(self, replica: Replica, prefix: Sequence[int]) -> Any:
+        """The prefix's key/values on this replica, computed once and kept until another prefix
+        comes (a task encodes its queries in several calls, all with the same prefix)."""
+        key = tuple(prefix)
+        held = self._prefix_kvs.get(replica.device)
+        if held is not None and held[0] == key:
+            return held[1]
+        self._prefix_kvs.pop(replica.device, None)  # free the old one before building the new one
+        first = replica.model(
+            input_ids=torch.tensor([list(prefix)], device=replica.device),
+            position_ids=torch.arange(len(prefix), device=replica.device).unsqueeze(0),
+            use_cache=True,
+        )
+        kv = first.get("cache") or first.past_key_values
+        self._prefix_kvs[replica.device] = (key, kv)
+        self._count(len(prefix), 0)
+        return kv
+
+    def _continue_packed(
+        self, prefix: Sequence[int], rests: Sequence[Sequence[int]], batch_size: int
+    ) -> np.ndarray:
+        n_prefix = len(prefix)
+        out = np.empty((len(rests), self.model.config.hidden_size), dtype=np.float32)
+        batches = pack_batches(
+            [len(r) for r in rests], batch_size, min(PACK_TOKENS, self.max_tokens_per_batch)
+        )
+
+        def work(replica: Replica, idx: list[int]) -> None:
+            kv = copy.deepcopy(self._prefix_kv(replica, prefix))  # the forward appends to it
+            lengths = [len(rests[i]) for i in idx]
+            ids = torch.tensor([[t for i in idx for t in rests[i]]], device=replica.device)
+            segment = torch.repeat_interleave(torch.arange(len(idx)), torch.tensor(lengths))
+            offset = torch.cat([torch.arange(n) for n in lengths])
+            total = len(segment)
+            allowed = torch.ones((total, n_prefix + total), dtype=torch.bool)
+            allowed[:, n_prefix:] = (segment[:, None] == segment[None, :]) & (
+                offset[None, :] <= offset[:, None]
+            )
+            dtype = replica.model.dtype
+            mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+            hidden = replica.model(
+                input_ids=ids,
+                attention_mask=mask[None, None].to(replica.device),
+                position_ids=(n_prefix + offset).unsqueeze(0).to(replica.device),
+                use_cache=True,
+                **{self._cache_kwarg: kv},
+            ).last_hidden_state[0]
+            ends = torch.tensor(lengths).cumsum(0) - 1
+            out[idx] = hidden[ends.to(replica.device)].float().cpu().numpy()
+            self._count(total, 0)
+
+        self._dispatch(batches, work)
+        return out
+
+    def _continue_expanded(
+        self, prefix: Sequence[int], rests: Sequence[Sequence[int]], batch_size: int
+    ) -> np.ndarray:
+        """Continuations right-padded with explicit positions after the prefix, so the last real
+        token of each row sits at its own length - 1."""
         n_prefix = len(prefix)
         order = sorted(range(len(rests)), key=lambda i: -len(rests[i]))
         out = np.empty((len(rests), self.model.config.hidden_size), dtype=np.float32)
@@ -238,17 +325,9 @@ class DecoderBackend:
             [order[j] for j in b]
             for b in token_batches(lengths_sorted, batch_size, self.max_tokens_per_batch, extra=n_prefix)
         ]
-        prefix_caches: dict[str, Any] = {}  # one per replica, built by the thread that uses it
 
         def work(replica: Replica, idx: list[int]) -> None:
-            if replica.device not in prefix_caches:
-                first = replica.model(
-                    input_ids=torch.tensor([list(prefix)], device=replica.device),
-                    position_ids=torch.arange(n_prefix, device=replica.device).unsqueeze(0),
-                    use_cache=True,
-                )
-                prefix_caches[replica.device] = first.get("cache") or first.past_key_values
-                self._count(n_prefix, 0)
+            cache = copy.deepcopy(self._prefix_kv(replica, prefix))
             width = max(len(rests[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(idx), n_prefix + width), dtype=torch.long)
@@ -257,7 +336,6 @@ class DecoderBackend:
             for row, i in enumerate(idx):
                 ids[row, : len(rests[i])] = torch.tensor(rests[i], dtype=torch.long)
                 mask[row, n_prefix : n_prefix + len(rests[i])] = 1
-            cache = copy.deepcopy(prefix_caches[replica.device])
             cache.batch_repeat_interleave(len(idx))
             pos = (n_prefix + torch.arange(width)).unsqueeze(0).expand(len(idx), -1)
             hidden = replica.model(
@@ -273,6 +351,27 @@ class DecoderBackend:
 
         self._dispatch(batches, work)
         return out
+
+
+# Packed continuations attend block-diagonally, so the masked-out part of a pack's attention grows
+# with its square; at a few hundred tokens it is still small next to the matmuls a pack saves.
+PACK_TOKENS = 512
+
+
+def pack_batches(lengths: Sequence[int], max_count: int, max_tokens: int) -> list[list[int]]:
+    """Indices of `lengths` grouped, longest first, into packs of at most `max_count` texts and
+    `max_tokens` tokens (a single longer text forms its own pack)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    packs: list[list[int]] = []
+    tokens = 0
+    for i in order:
+        if packs and len(packs[-1]) < max_count and tokens + lengths[i] <= max_tokens:
+            packs[-1].append(i)
+            tokens += lengths[i]
+        else:
+            packs.append([i])
+            tokens = lengths[i]
+    return packs
 
 
 def token_batches(
