@@ -32,7 +32,7 @@ test: setup
 demo: setup
 	$(OFFLINE_ENV) $(VENV)/bin/evalharness demo
 
-# Performance benchmarks of issue 6 (about 10-15 min on 2 CPU cores; the first run also creates the
+# Performance benchmarks of issue 6 (about 18 min on 2 CPU cores; the first run also creates the
 # reference virtualenv .cache/bench/flag-venv with FlagEmbedding and transformers<5). Run it on an
 # idle machine. BENCH_ARGS="--only queries --queries 16" for a part.
 .PHONY: bench
