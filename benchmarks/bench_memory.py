@@ -43,20 +43,9 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.common import REPO, ForwardRecorder, log, table
+from benchmarks.common import REPO, ForwardRecorder, log, table, task_texts
 
 SIZES = (1, 4, 16)
-_FIELDS = ("text", "sentences", "sentence1", "sentence2")
-
-
-def _texts(obj: Any) -> list[str]:
-    if isinstance(obj, dict):
-        return [
-            t for k, v in obj.items() for t in ([v] if k in _FIELDS and isinstance(v, str) else _texts(v))
-        ]
-    if isinstance(obj, list):
-        return [t for v in obj for t in _texts(v)]
-    return []
 
 
 def corpus_pool(max_words: int) -> list[str]:
@@ -71,7 +60,7 @@ def corpus_pool(max_words: int) -> list[str]:
         offline.OfflineLeeSTS,
         offline.OfflineRottenTomatoesPairClassification,
     ):
-        texts += _texts(cls(scale="full").splits())
+        texts += task_texts(cls(scale="full").splits())
     cut = {" ".join(t.split()[:max_words]) for t in texts if t.strip()}
     return sorted(cut, key=lambda t: (-len(t), t))
 

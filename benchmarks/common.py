@@ -121,6 +121,22 @@ def sample_examples(shots: int, seed: int = 0, scale: str = "mini") -> list[Any]
     return list(build_example_set("train", shots=shots, seed=seed, tasks={TASK: task}).examples(TASK))
 
 
+_TEXT_FIELDS = ("text", "sentences", "sentence1", "sentence2")
+
+
+def task_texts(obj: Any) -> list[str]:
+    """Every text field of an offline task's plain-Python splits (the benchmarks' pool of real text)."""
+    if isinstance(obj, dict):
+        return [
+            t
+            for k, v in obj.items()
+            for t in ([v] if k in _TEXT_FIELDS and isinstance(v, str) else task_texts(v))
+        ]
+    if isinstance(obj, list):
+        return [t for v in obj for t in task_texts(v)]
+    return []
+
+
 # ---------------------------------------------------------------------------------------------
 # Counting what the model actually runs
 # ---------------------------------------------------------------------------------------------

@@ -36,11 +36,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+from benchmarks.common import task_texts
 from evalharness.tasks import offline
 from evalharness.tasks.offline import OfflineChatterbotRetrieval
 
 TASK_NAME = "BenchChatterbotDistractorRetrieval"
-_FIELDS = ("text", "sentences", "sentence1", "sentence2")
 
 # the other offline tasks, whose texts are the distractors (name in the table -> task class)
 DISTRACTOR_SOURCES: dict[str, type] = {
@@ -64,24 +64,13 @@ class SweepTaskSpec:
 REALISTIC = SweepTaskSpec()
 
 
-def _texts(obj: Any) -> list[str]:
-    """Every text field of a task's plain-Python splits (as `bench_memory.corpus_pool` collects them)."""
-    if isinstance(obj, dict):
-        return [
-            t for k, v in obj.items() for t in ([v] if k in _FIELDS and isinstance(v, str) else _texts(v))
-        ]
-    if isinstance(obj, list):
-        return [t for v in obj for t in _texts(v)]
-    return []
-
-
 @functools.cache
 def distractor_pool(max_words: int) -> tuple[tuple[str, str], ...]:
     """(text cut to `max_words`, source) for every distinct text of the other offline tasks (full scale,
     test and train splits), sorted by text; a text found in two sources keeps the first."""
     pool: dict[str, str] = {}
     for source, cls in DISTRACTOR_SOURCES.items():
-        for text in _texts(cls(scale="full").splits()):
+        for text in task_texts(cls(scale="full").splits()):
             cut = offline._truncate(text, max_words)
             if cut:
                 pool.setdefault(cut, source)
