@@ -241,6 +241,8 @@ class DecoderBackend:
         if self._packing:
             try:
                 return self._continue_packed(prefix, rests, batch_size)
+            except torch.OutOfMemoryError:
+                raise  # a smaller batch is the fix, not the other path
             except (TypeError, ValueError, RuntimeError) as err:
                 logger.warning(
                     "%s cannot take packed continuations (%s); expanding the prefix cache per batch",
