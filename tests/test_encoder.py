@@ -250,6 +250,10 @@ def test_prefix_cache_matches_uncached_path(smollm2_backend, packing):
         before = smollm2_backend.tokens_encoded
         again = smollm2_backend.embed(items[:-1], batch_size=4)
         again_tokens = smollm2_backend.tokens_encoded - before
+        smollm2_backend.clear_prefix_cache()  # ... until it is dropped
+        before = smollm2_backend.tokens_encoded
+        smollm2_backend.embed(items[:-1], batch_size=4)
+        cleared_tokens = smollm2_backend.tokens_encoded - before
     finally:
         smollm2_backend._packing = True
     smollm2_backend.prefix_cache = False
@@ -269,6 +273,7 @@ def test_prefix_cache_matches_uncached_path(smollm2_backend, packing):
     shared = common_prefix_length(ids)
     assert again_tokens == sum(len(s) - shared for s in ids)
     assert cached_tokens == again_tokens + shared + len(smollm2_backend.tokenize(items[-1:])[0])
+    assert cleared_tokens == again_tokens + shared
 
 
 def test_pack_batches_respect_count_and_token_budget():

@@ -259,6 +259,10 @@ class DecoderBackend:
         uses_window = window is not None and getattr(config, "use_sliding_window", True)
         return not (uses_window and total_length > window)
 
+    def clear_prefix_cache(self) -> None:
+        """Drop the key/values kept from the last prefix (memory back; the next call recomputes it)."""
+        self._prefix_kvs.clear()
+
     def _prefix_kv(self, replica: Replica, prefix: Sequence[int]) -> Any:
         """The prefix's key/values on this replica, computed once and kept until another prefix
         comes (a task encodes its queries in several calls, all with the same prefix)."""
