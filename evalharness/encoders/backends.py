@@ -236,9 +236,7 @@ class DecoderBackend:
         row. Where the attention implementation cannot take such a mask (flash attention) or a
         sliding window would apply, the prefix cache is expanded to a right-padded batch instead.
         Either way each row's last token sees exactly what it would see after the full prompt."""
-        if self._packing and not self._packable(len(prefix) + max(map(len, rests))):
-            return self._continue_expanded(prefix, rests, batch_size)
-        if self._packing:
+        if self._packing and self._packable(len(prefix) + max(map(len, rests))):
             try:
                 return self._continue_packed(prefix, rests, batch_size)
             except torch.OutOfMemoryError:
