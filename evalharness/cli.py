@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -20,21 +21,23 @@ def _resolve_task(name: str):
     """An mteb task by name (offline tasks included); a typo gets the runner's close-match message."""
     import mteb
 
-    from evalharness.tasks.resolve import check_task_names
+    from evalharness.tasks.resolve import TaskResolutionError, check_task_names
 
     problems = check_task_names([name])
     if problems:
-        raise SystemExit(f"error: {problems[0]}")
+        raise TaskResolutionError(problems[0])
     return mteb.get_task(name)
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
     """Print exactly what the model will see for one query, and its token count."""
     from evalharness.config import load_model_config
-    from evalharness.examples import FixedExamples, build_example_set, load_example_file
-    from evalharness.instructions import load_instructions, resolve_instruction
-    from evalharness.prompts import PromptedText, get_template, tokenize_prompted
+    from evalharness.examples import ExampleError, FixedExamples, build_example_set, load_example_file
+    from evalharness.instructions import applied_instruction, load_instructions, resolve_instruction
+    from evalharness.prompts import PromptedText, PromptError, get_template, tokenize_prompted
 
+    if not args.query.strip():  # what the user types is checked; benchmark data are encoded as they are
+        raise PromptError("--query is empty or whitespace-only; give the text to render")
     config = load_model_config(args.model)
     template = get_template(args.template or config.template)
     task = _resolve_task(args.task)
@@ -45,7 +48,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     elif args.examples and Path(args.examples).is_file():
         pool = load_example_file(args.examples)
         if args.shots > len(pool):
-            raise SystemExit(f"error: shots={args.shots} but {args.examples} has only {len(pool)} examples")
+            raise ExampleError(f"--shots {args.shots} but {args.examples} has only {len(pool)} examples")
         examples = FixedExamples({meta.name: pool if args.shots < 0 else pool[: args.shots]}, "file")
     else:
         strategy = "file" if args.examples else args.strategy
@@ -60,7 +63,12 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         item = PromptedText(prefix, template.wrap_query(args.query, instruction), template.suffix, True)
 
     print(f"task: {meta.name} ({meta.type})  model: {config.name}  template: {template.name}")
-    print(f"instruction [{source}]: {instruction}")
+    applied = applied_instruction(template, instruction, source, bool(shots))
+    if applied["instruction"] is None:
+        print(f"instruction: none (template {template.name} uses no task instruction)")
+    else:
+        where = " and ".join(applied["instruction_used_in"])
+        print(f"instruction [{source}, in the {where}]: {instruction}")
     print(f"examples: {len(shots)}" + (f" ({', '.join(e.source for e in shots)})" if shots else ""))
     if args.no_tokenize:
         print("----- prompt text -----")
@@ -141,23 +149,97 @@ def _summarise(records) -> str:
     return table.round(2).reset_index().to_markdown(index=False)
 
 
+#: Failures a user can fix: printed as one "error: ..." message (exit status 2), no traceback.
+def _anticipated() -> tuple[type[BaseException], ...]:
+    from evalharness.examples import ExampleError
+    from evalharness.instructions import InstructionError
+    from evalharness.prompts import PromptError
+    from evalharness.runner import ConfigError
+    from evalharness.tasks.resolve import TaskResolutionError
+
+    return (ConfigError, ExampleError, InstructionError, PromptError, TaskResolutionError, FloatingPointError)
+
+
+def _full_errors() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def _fail(err: BaseException) -> None:
+    from evalharness.runner import ConfigError
+
+    if isinstance(err, ConfigError):
+        print(f"error: the run configuration has problems:\n{err}", file=sys.stderr)
+    else:
+        print(f"error: {err}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _prevalidate(overrides: Sequence[str]) -> Any:
+    """Compose and validate the run's config before Hydra starts the job: Hydra creates its output
+    folder (`results_dir/hydra/...`) and log file before our code runs, so a bad config would leave
+    files in results_dir (or fail with NotADirectoryError when results_dir is a file). Returns the
+    validated (config, plan), or None where Hydra must report the problem (its own override errors,
+    sweeps: each multirun job validates its own config)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from evalharness.config import CONF_DIR
+    from evalharness.runner import ConfigError, validate
+
+    flags = [o for o in overrides if o.startswith("-")]
+    plain = [o for o in overrides if not o.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except Exception:  # Hydra's own message, from the app below
+        return None
+    sweep = any(o.is_sweep_override() for o in parsed) or bool({"-m", "--multirun"} & set(flags))
+    if set(flags) - {"-m", "--multirun"}:  # --cfg, --help, --info, ...: Hydra's business
+        return None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[o for o in fixed if not o.startswith("hydra")])
+        run_cfg = OmegaConf.to_object(cfg)
+    except Exception:
+        return None
+    results = Path(run_cfg.results_dir).expanduser()
+    if results.exists() and not results.is_dir():
+        _fail(ConfigError(f"- results_dir={results} is a file, not a folder; choose another results_dir"))
+    if sweep:
+        return None
+    try:
+        return run_cfg, validate(run_cfg)
+    except _anticipated() as err:
+        if _full_errors():
+            raise
+        _fail(err)
+
+
 def hydra_run(overrides: Sequence[str]) -> int:
-    """`evalharness run key=value ...`: a Hydra app over conf/ (multirun with -m, launchers, sweeps)."""
+    """`evalharness run key=value ...`: a Hydra app over conf/ (multirun with -m, launchers, sweeps).
+
+    The config is validated before Hydra starts, so a bad one writes nothing; the plan that validation
+    returns is what the job executes (it is not validated twice)."""
     import hydra
     from omegaconf import DictConfig, OmegaConf
 
     from evalharness.config import CONF_DIR, register_configs
-    from evalharness.runner import ConfigError, run
+    from evalharness.runner import run
 
     register_configs()
+    checked = _prevalidate(overrides)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def app(cfg: DictConfig) -> None:
         run_cfg = OmegaConf.to_object(cfg)
+        plan = checked[1] if checked is not None and checked[0] == run_cfg else None
         try:
-            records = run(run_cfg)
-        except ConfigError as err:
-            raise SystemExit(f"error: the run configuration has problems:\n{err}") from None
+            records = run(run_cfg, plan=plan)
+        except _anticipated() as err:
+            if _full_errors():
+                raise
+            _fail(err)
         print(_summarise(records))
 
     argv = sys.argv
@@ -291,9 +373,14 @@ def _quiet_library_warnings() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_library_warnings()
-    if argv[:1] == ["run"]:  # Hydra parses its own overrides
+    verbose_flags = ("-v", "--verbose")
+    at = argv.index("run") if "run" in argv else -1
+    if at >= 0 and all(a in verbose_flags for a in argv[:at]):  # Hydra parses the overrides; -v is ours
+        rest = argv[at + 1 :]
+        if any(a in verbose_flags for a in [*argv[:at], *rest]):
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # tracebacks, ours and Hydra's
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return hydra_run(argv[1:])
+        return hydra_run([a for a in rest if a not in verbose_flags])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -64,9 +64,9 @@ def available_models() -> list[str]:
 
 def load_model_config(name_or_path: str, **overrides: Any) -> ModelConfig:
     """A model config by group name (conf/model/<name>.yaml) or YAML path, checked against the schema."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONF_DIR / "model" / f"{name_or_path}.yaml"
+    # a group name first: names such as "qwen3-embedding-0.6b" have a dot but are not file paths
+    group_file = CONF_DIR / "model" / f"{name_or_path}.yaml"
+    path = group_file if group_file.is_file() else Path(name_or_path)
     if not path.is_file():
         import difflib
 
@@ -113,6 +113,10 @@ class BenchmarkConfig:
     task_types: list[str] = field(default_factory=list)  # e.g. [Retrieval]
     exclude: list[str] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)  # e.g. [eng]: subsets of multilingual tasks
+    # per task, the subsets / splits to score, replacing the benchmark's (mteb's hf_subsets /
+    # eval_splits): e.g. subsets={STS17: [en-en]} splits={EmotionClassification: [test]}
+    subsets: dict[str, list[str]] = field(default_factory=dict)
+    splits: dict[str, list[str]] = field(default_factory=dict)
     scale: str = "mini"  # offline-mini only: "mini" (demo-sized) or "full" (all the packaged data)
     airbench: AirBenchConfig = field(default_factory=AirBenchConfig)  # name "air-bench" only
 
@@ -161,4 +165,25 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=RunConfig)
+    cs.store(name="base_config", node=_schema())
+
+
+def _schema() -> Any:
+    """The RunConfig schema with its free-form maps (task -> folder, task -> subsets, ...) open: Hydra
+    locks the whole tree, which would turn the documented `tasks.mapping={SciFact: /data/scifact}`
+    into "Key 'SciFact' is not in struct". Dataclass nodes stay locked, so typos there still fail."""
+    from omegaconf import DictConfig
+
+    node = OmegaConf.structured(RunConfig)
+
+    def unlock(cfg: DictConfig) -> None:
+        for key in cfg:
+            child = cfg._get_node(key)
+            if isinstance(child, DictConfig):
+                if OmegaConf.get_type(child) is dict:
+                    OmegaConf.set_struct(child, False)
+                else:
+                    unlock(child)
+
+    unlock(node)
+    return node

@@ -18,7 +18,7 @@ import json
 import logging
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -141,3 +141,12 @@ def resolve_instruction(task_metadata: TaskMetadata, table: dict[str, str]) -> t
             f"instruction override file."
         )
     return default, "mteb-type-default"
+
+
+def applied_instruction(template: Any, instruction: str, source: str, with_examples: bool) -> dict[str, Any]:
+    """The manifest's record of the instruction: the string and its source only where the template put
+    it in front of the model (`plain` puts it nowhere, `no-instruction` only into the examples)."""
+    uses = template.instruction_uses(with_examples)
+    if not uses:
+        return {"instruction": None, "instruction_source": None, "instruction_used_in": []}
+    return {"instruction": instruction, "instruction_source": source, "instruction_used_in": uses}

@@ -67,6 +67,14 @@ class PromptTemplate:
             if "response" in names and attr == "query_format":
                 raise PromptError(f"template {self.name!r}: query_format cannot use {{response}}")
 
+    def instruction_uses(self, with_examples: bool) -> list[str]:
+        """Where the task instruction reaches the model ("query", "examples"), so that manifests and
+        `evalharness prompt` record an instruction only when it was applied (`plain` uses none)."""
+        uses = ["query"] if "instruction" in _placeholders(self.query_format) else []
+        if with_examples and "instruction" in _placeholders(self.example_format):
+            uses.append("examples")
+        return uses
+
     def render_example(self, example: Example, instruction: str) -> str:
         own = example.instruction if example.instruction is not None else instruction
         return self.example_format.format(instruction=own, query=example.query, response=example.response)

@@ -30,11 +30,19 @@ from omegaconf import OmegaConf
 from evalharness.config import RunConfig
 from evalharness.encoders.cache import EmbeddingCache
 from evalharness.encoders.icl import ICLEncoder
+from evalharness.encoders.loading import build_model_meta
 from evalharness.examples import STRATEGIES, ExampleError, build_example_set
-from evalharness.instructions import load_instructions, resolve_instruction
+from evalharness.instructions import applied_instruction, load_instructions, resolve_instruction
 from evalharness.prompts import get_template
 from evalharness.tasks.offline import set_scale
-from evalharness.tasks.resolve import benchmark_task_filters, load_tasks, select_task_names
+from evalharness.tasks.resolve import (
+    check_selection,
+    check_task_names,
+    load_tasks,
+    select_task_names,
+    selection,
+    task_filters,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -124,17 +132,17 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
     except ValueError as err:
         problems.append(str(err))
     few_shot = [c for c in cells if c.shots != 0]
-    if names and (cfg.tasks.local_root or cfg.tasks.mapping) and not problems:
-        try:  # snapshot folders, mapping entries and duplicate ids, before any data or model loads
-            load_tasks(
-                [n for n in names if not _is_airbench(n)],
-                local_root=cfg.tasks.local_root,
-                mapping=cfg.tasks.mapping,
-            )
-        except ValueError as err:
-            problems.append(str(err))
     air_names = [n for n in names if _is_airbench(n)]
     mteb_names = [n for n in names if n not in set(air_names)]
+    if names and not problems:
+        problems += check_selection(mteb_names, cfg.benchmark.subsets, cfg.benchmark.splits)
+        problems += [f"tasks.mapping: {p}" for p in check_task_names(list(cfg.tasks.mapping))]
+    if mteb_names and not problems:
+        try:  # snapshot folders and their subsets, hub data when offline, duplicate ids: before any
+            # data or model loads
+            load_run_tasks(cfg, mteb_names, check_data=True)
+        except ValueError as err:
+            problems += str(err).splitlines()
     if air_names and not problems:
         problems += _airbench_check(cfg, air_names, cells)
     if mteb_names and few_shot and not problems:
@@ -155,19 +163,30 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
         problems.append(f"results_dir={results} is a file, not a folder; choose another results_dir")
     elif results.exists() and not os.access(results, os.W_OK):
         problems.append(f"results_dir={results} is not writable; choose another results_dir")
+    if not problems:
+        problems += earlier_results_problems(cfg, names, cells)
     if problems:
         raise ConfigError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
     return names, cells
 
 
-def _check_sampled(cfg: RunConfig, names: Sequence[str], shots: int) -> list[str]:
-    tasks = load_tasks(
+def load_run_tasks(cfg: RunConfig, names: Sequence[str], *, check_data: bool = False) -> list[Any]:
+    """Fresh mteb task instances as this run scores them: the benchmark's (or the user's) splits and
+    subsets, its languages, re-pointed at local snapshots. One call, so validation and execution
+    can never see different tasks."""
+    b = cfg.benchmark
+    return load_tasks(
         names,
         local_root=cfg.tasks.local_root,
         mapping=cfg.tasks.mapping,
-        filters=benchmark_task_filters(cfg.benchmark.name),
-        languages=cfg.benchmark.languages,
+        filters=task_filters(b.name, b.subsets, b.splits),
+        languages=b.languages,
+        check_data=check_data,
     )
+
+
+def _check_sampled(cfg: RunConfig, names: Sequence[str], shots: int) -> list[str]:
+    tasks = load_run_tasks(cfg, names)
     try:
         example_set = build_example_set(
             cfg.examples.strategy,
@@ -239,6 +258,8 @@ def cell_fingerprint(cfg: RunConfig, cell: Cell) -> str:
         model.pop(runtime_only, None)
     payload = {
         "model": model,
+        # which splits and subsets each task scores is not here: it is checked per task against the
+        # result file itself (Runner._selection_conflicts), so one cell can hold tasks of several runs
         "cell": dataclasses.asdict(cell),
         # a zero-shot cell uses no examples, so example settings must not split or block it
         "examples": None
@@ -325,10 +346,85 @@ class AtomicResultCache(mteb.ResultCache):
             )
             for f in sorted(staged.parent.iterdir(), key=lambda p: p == staged):  # the result goes last
                 if f.name == "run_settings.jsonl":
-                    with (final.parent / f.name).open("a", encoding="utf-8") as out:
-                        out.write(f.read_text(encoding="utf-8"))
+                    _replace_run_settings(final.parent / f.name, f, task_result.task_name)
                 elif f.is_file():
                     os.replace(f, final.parent / f.name)
+
+
+def _replace_run_settings(path: Path, staged: Path, task_name: str) -> None:
+    """mteb appends a task's settings on every save; a task that is redone replaces its lines, so the
+    file says how the results beside it were made, once, and does not grow with every re-run."""
+    kept = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("task") == task_name:
+                    continue
+            except (json.JSONDecodeError, AttributeError):
+                pass
+            kept.append(line)
+    new = staged.read_text(encoding="utf-8").splitlines()
+    text = "".join(f"{line}\n" for line in [*kept, *new] if line.strip())
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results already on disk
+# ---------------------------------------------------------------------------------------------
+
+
+def experiment_dir(results: mteb.ResultCache, cfg: RunConfig, cell: Cell) -> Path:
+    """The cell's experiment folder (mteb names it after the model meta's experiment kwargs)."""
+    meta = build_model_meta(cfg.model, cell.experiment_kwargs(), loader=ICLEncoder)
+    return results.get_task_result_path(task_name="x", model_name=meta).parent
+
+
+def selections(cfg: RunConfig, mteb_names: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+    return {t.metadata.name: selection(t) for t in load_run_tasks(cfg, mteb_names)}
+
+
+def earlier_results_problems(
+    cfg: RunConfig,
+    names: Sequence[str],
+    cells: Sequence[Cell],
+    results: mteb.ResultCache | None = None,
+    chosen: Mapping[str, Mapping[str, list[str]]] | None = None,
+) -> list[str]:
+    """Results in `results_dir` that this run would wrongly reuse: a cell folder made with other
+    settings (fingerprint), or a finished task whose result file scores other splits or subsets than
+    this run (AmazonCounterfactual run under benchmark=custom, all 4 subsets x 2 splits, then under
+    MTEB(eng, v1), en/test, would report 61.28 for 63.64). Nothing is reused or refused with
+    overwrite=true."""
+    root = Path(cfg.results_dir).expanduser()
+    if cfg.overwrite or not root.is_dir():
+        return []
+    results = results or AtomicResultCache(root)
+    mteb_names = [n for n in names if not _is_airbench(n)]
+    chosen = chosen if chosen is not None else selections(cfg, mteb_names)
+    problems = []
+    for cell in cells:
+        exp_dir = experiment_dir(results, cfg, cell)
+        manifest = _read_manifest(exp_dir)
+        fingerprint = cell_fingerprint(cfg, cell)
+        if manifest and manifest.get("fingerprint") != fingerprint:
+            problems.append(
+                f"{exp_dir} holds results made with different settings (fingerprint "
+                f"{manifest.get('fingerprint')} != {fingerprint}: model, examples, instructions or scale "
+                "changed). Use overwrite=true to redo them, or another results_dir."
+            )
+            continue
+        for name in mteb_names:
+            held = _scored_selection(exp_dir / f"{name}.json")
+            if held is not None and _pairs(held) != _pairs(chosen[name]):
+                problems.append(
+                    f"{exp_dir}: {name} was scored on {_describe(held)} but this run scores "
+                    f"{_describe(chosen[name])}; use overwrite=true to redo it, another results_dir, "
+                    f"or the earlier selection (benchmark.subsets={{{name}: [...]}}, benchmark.splits=...)"
+                )
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,12 +475,10 @@ class Runner:
         self.instructions = load_instructions(cfg.instructions)
         self.results = AtomicResultCache(Path(cfg.results_dir).expanduser())
         self.records: list[TaskRecord] = []
-        self.filters = benchmark_task_filters(cfg.benchmark.name)
         self._raise_inside = raise_inside  # test hook: simulate a crash inside a cell
 
     def experiment_dir(self, cell: Cell) -> Path:
-        meta = self._encoder(cell, None).mteb_model_meta
-        return self.results.get_task_result_path(task_name="x", model_name=meta).parent
+        return experiment_dir(self.results, self.cfg, cell)
 
     def _encoder(self, cell: Cell, examples: Any) -> ICLEncoder:
         return ICLEncoder(
@@ -402,22 +496,21 @@ class Runner:
         fresh = {"cell": dataclasses.asdict(cell), "fingerprint": fingerprint, "tasks": {}}
         if not path.exists() or self.cfg.overwrite:
             return fresh
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        manifest = _read_manifest(path.parent)
+        if not manifest:
             logger.warning("%s is unreadable; the cell's tasks will be re-run", path)
             return fresh
-        if manifest.get("fingerprint") != fingerprint:
-            raise ConfigError(
-                f"- {path.parent} holds results made with different settings (fingerprint "
-                f"{manifest.get('fingerprint')} != {fingerprint}: model, examples, instructions or scale "
-                "changed). Use overwrite=true to redo them, or another results_dir."
-            )
         return manifest
 
     def run(self, names: Sequence[str], cells: Sequence[Cell]) -> list[TaskRecord]:
         set_scale(self.cfg.benchmark.scale)
-        # stale results are found for every cell before any work starts
+        mteb_names = [n for n in names if not _is_airbench(n)]
+        self.selections = selections(self.cfg, mteb_names)
+        # stale results are found for every cell before any work starts (validate did the same for
+        # runs through `run`; a Runner driven directly gets the same guarantee)
+        problems = earlier_results_problems(self.cfg, names, cells, self.results, self.selections)
+        if problems:
+            raise ConfigError("\n".join(f"- {p}" for p in problems))
         manifests = [self._load_manifest(cell, cell_fingerprint(self.cfg, cell)) for cell in cells]
         total = len(names) * len(cells)
         started = time.monotonic()
@@ -476,7 +569,10 @@ class Runner:
             return is_done(self, dict(entry or {}))
         if not (entry and entry.get("status") == "done"):
             return False
-        return _readable_result(exp_dir / f"{name}.json")
+        if not _readable_result(exp_dir / f"{name}.json"):
+            return False
+        # another process may have written it with another selection since the run's start
+        return _pairs(_scored_selection(exp_dir / f"{name}.json") or {}) == _pairs(self.selections[name])
 
     def _run_task(self, cell: Cell, name: str) -> dict[str, Any]:
         if _is_airbench(name):  # an AIR-Bench dataset: searched and scored by evalharness/airbench
@@ -485,13 +581,7 @@ class Runner:
             if self._raise_inside is not None:
                 self._raise_inside(cell, name)
             return run_task(self, cell, name)
-        (task,) = load_tasks(
-            [name],
-            local_root=self.cfg.tasks.local_root,
-            mapping=self.cfg.tasks.mapping,
-            filters=self.filters,
-            languages=self.cfg.benchmark.languages,
-        )
+        (task,) = load_run_tasks(self.cfg, [name])
         examples = build_example_set(
             cell.strategy,
             shots=cell.shots,
@@ -519,14 +609,22 @@ class Runner:
         self.backend = encoder._backend or self.backend
         (task_result,) = result.task_results
         instruction, source = resolve_instruction(task.metadata, self.instructions)
+        used = examples.used().get(name, [])
+        empty = encoder.empty_texts.get(name, 0)
+        if empty:
+            logger.warning(
+                "%s: %d empty or whitespace-only text(s) in the data were encoded (as the reference "
+                "does); the count is in the manifest", name, empty,
+            )  # fmt: skip
         return {
             "status": "done",
             "task_type": task.metadata.type,
             "main_score_name": task.metadata.main_score,
             "main_score": float(task_result.get_score()),
-            "instruction": instruction,
-            "instruction_source": source,
-            "examples": examples.used().get(name, []),
+            **selection(task),
+            **applied_instruction(encoder.template, instruction, source, bool(used)),
+            "examples": used,
+            "empty_texts": empty,
             "cache": self.cache.stats(),
         }
 
@@ -549,6 +647,33 @@ class Runner:
 # AIR-Bench datasets as tasks of a cell (evalharness/airbench; imported only when used, so runs
 # without air-benchmark installed are unaffected)
 # ---------------------------------------------------------------------------------------------
+
+
+def _scored_selection(path: Path) -> dict[str, list[str]] | None:
+    """The splits and subsets a result file holds scores for (None: no readable file)."""
+    if not path.exists():
+        return None
+    try:
+        result = mteb.TaskResult.from_disk(path)
+    except Exception:  # a corrupt file is redone by the done-check, which says so
+        return None
+    pairs = [
+        (split, e.get("hf_subset", "default")) for split, entries in result.scores.items() for e in entries
+    ]
+    return {"pairs": sorted(pairs)}  # type: ignore[dict-item]
+
+
+def _pairs(sel: Mapping[str, Any]) -> set[tuple[str, str]]:
+    if "pairs" in sel:
+        return {tuple(p) for p in sel["pairs"]}  # type: ignore[misc]
+    return {(sp, su) for sp in sel.get("splits", []) for su in sel.get("subsets", [])}
+
+
+def _describe(sel: Mapping[str, Any]) -> str:
+    pairs = sorted(_pairs(sel))
+    splits = sorted({sp for sp, _ in pairs})
+    subsets = sorted({su for _, su in pairs})
+    return f"splits {', '.join(splits)} x subsets {', '.join(subsets)}"
 
 
 def _is_airbench(name: str) -> bool:
@@ -595,9 +720,12 @@ def _exit_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: (_ for _ in ()).throw(SystemExit(128 + signum)))
 
 
-def run(cfg: RunConfig, *, backend: Any = None) -> list[TaskRecord]:
-    """Validate everything, then run every cell of `cfg` for its model."""
-    names, cells = validate(cfg)
+def run(
+    cfg: RunConfig, *, backend: Any = None, plan: tuple[list[str], list[Cell]] | None = None
+) -> list[TaskRecord]:
+    """Validate everything (unless `plan` is what `validate(cfg)` returned), then run every cell of
+    `cfg` for its model."""
+    names, cells = plan if plan is not None else validate(cfg)
     logger.info(
         "%s: %d task(s) x %d cell(s) -> %s",
         cfg.model.name,

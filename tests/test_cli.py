@@ -45,7 +45,7 @@ def test_prompt_prints_the_model_input_and_token_count(example_dir, capsys, smol
         f"card_arrival\n\n<instruct>{BANKING}\n<query>How do I top up my card?\n<response><|im_end|>"
     )
     assert expected in out
-    assert "instruction [table7]" in out
+    assert "instruction [table7, in the query and examples]" in out
     ids = smollm2_backend.tokenizer(expected.removesuffix("<|im_end|>"), add_special_tokens=False)[
         "input_ids"
     ]

@@ -45,7 +45,7 @@ from evalharness.airbench.tasks import (
     run_splits,
     select_tasks,
 )
-from evalharness.instructions import AIRBENCH_INSTRUCTION
+from evalharness.instructions import AIRBENCH_INSTRUCTION, applied_instruction
 
 logger = logging.getLogger(__name__)
 
@@ -350,8 +350,7 @@ def run_task(runner: Any, cell: Any, name: str) -> dict[str, Any]:
         },
         "outputs": [_relative(p, results_root) for p in outputs],
         "airbench_fingerprint": settings_fingerprint(cfg),
-        "instruction": instruction,
-        "instruction_source": source,
+        **applied_instruction(encoder.template, instruction, source, bool(examples.used().get(name))),
         "examples": examples.used().get(name, []),
         "n_corpus": retriever.stats.get("n_corpus"),
         "n_queries": retriever.stats.get("n_queries"),
