@@ -421,8 +421,8 @@ def earlier_results_problems(
             if held is not None and _pairs(held) != _pairs(chosen[name]):
                 problems.append(
                     f"{exp_dir}: {name} was scored on {_describe(held)} but this run scores "
-                    f"{_describe(chosen[name])}; use overwrite=true to redo it, another results_dir, "
-                    f"or the earlier selection (benchmark.subsets={{{name}: [...]}}, benchmark.splits=...)"
+                    f"{_describe(chosen[name])}, so its result cannot be reused; use overwrite=true to "
+                    f"redo it, another results_dir, or the earlier selection ({_selector(name, held)})"
                 )
     return problems
 
@@ -674,6 +674,13 @@ def _describe(sel: Mapping[str, Any]) -> str:
     splits = sorted({sp for sp, _ in pairs})
     subsets = sorted({su for _, su in pairs})
     return f"splits {', '.join(splits)} x subsets {', '.join(subsets)}"
+
+
+def _selector(name: str, sel: Mapping[str, Any]) -> str:
+    pairs = _pairs(sel)
+    splits = ", ".join(sorted({sp for sp, _ in pairs}))
+    subsets = ", ".join(sorted({su for _, su in pairs}))
+    return f"benchmark.subsets={{{name}: [{subsets}]}} benchmark.splits={{{name}: [{splits}]}}"
 
 
 def _is_airbench(name: str) -> bool:

@@ -143,9 +143,41 @@ class LocalSTS(AbsTaskSTS):
         self.data_loaded = True
 
 
+STS_VALIDATION = [
+    ("A girl is riding a horse.", "A child rides a horse.", 4.4),
+    ("The train is late.", "Bananas are yellow.", 0.1),
+    ("He opens the door.", "The door is opened by him.", 4.9),
+]
+
+
+class LocalTwoSplitSTS(AbsTaskSTS):
+    """Two evaluated splits (like EmotionClassification's validation + test) and, as real MTEB data
+    do, an empty text in the test split."""
+
+    metadata = TaskMetadata(
+        name="LocalTwoSplitSTS",
+        type="STS",
+        main_score="cosine_spearman",
+        dataset={"path": "local/sts2", "revision": "1"},
+        **{**COMMON, "eval_splits": ["validation", "test"]},
+    )
+    min_score = 0
+    max_score = 5
+
+    def load_data(self, num_proc=None, **kwargs):
+        if self.data_loaded:
+            return
+        rows = lambda data: Dataset.from_list(  # noqa: E731
+            [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in data]
+        )
+        test = [*STS_TEST, ("", "An empty sentence pairs with this one.", 0.0)]
+        self.dataset = DatasetDict({"validation": rows(STS_VALIDATION), "test": rows(test)})
+        self.data_loaded = True
+
+
 def register() -> None:
     """mteb resolves task names when results are loaded; local tasks must be in its registry."""
     from mteb.get_tasks import _TASKS_REGISTRY
 
-    for cls in (LocalRetrieval, LocalClassification, LocalSTS):
+    for cls in (LocalRetrieval, LocalClassification, LocalSTS, LocalTwoSplitSTS):
         _TASKS_REGISTRY[cls.metadata.name] = cls
