@@ -63,7 +63,9 @@ def test_every_model_config_loads_and_the_models_command_lists_them(capsys):
 
     files = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
     assert "qwen3-embedding-0.6b" in files  # a group name with a dot, not a file path
-    assert {n: load_model_config(n).name for n in files}["qwen3-embedding-0.6b"] == "Qwen/Qwen3-Embedding-0.6B"
+    assert {n: load_model_config(n).name for n in files}[
+        "qwen3-embedding-0.6b"
+    ] == "Qwen/Qwen3-Embedding-0.6B"
     assert main(["models"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert listed == available_models() == files
@@ -229,7 +231,7 @@ FAILURES = [
       "huggingface_hub.snapshot_download('mteb/scifact', repo_type='dataset', revision=",
       "tasks.local_root=DIR"]),
     ("local-root-lacks-the-task", lambda t: [f"tasks.local_root={_mkdir(t / 'snaps')}"],
-     [f"tasks.local_root={{t}}/snaps has no folder mteb__scifact",
+     ["tasks.local_root={t}/snaps has no folder mteb__scifact",
       "local_dir='{t}/snaps/mteb__scifact'"]),
     ("results-dir-is-a-file", lambda t: [f"results_dir={_file(t / 'results.txt')}"],
      ["results_dir={t}/results.txt is a file, not a folder; choose another results_dir"]),
