@@ -255,8 +255,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Tables, deltas, Borda rank, published numbers and plots from any results folder."""
     from evalharness.report import write_report
 
-    reference = None if args.reference == "none" else args.reference
-    path, text = write_report(args.results_dir, args.out, baseline=args.baseline, reference=reference)
+    references = [r for r in args.reference or [] if r != "none"]
+    path, text = write_report(
+        args.results_dir, args.out, baseline=args.baseline, reference=references, benchmark=args.benchmark
+    )
     print(text)
     print(
         f"\nwrote {path}, {path.with_suffix('.html')}, {path.parent / 'scores.csv'} and {path.parent / 'plots'}/"
@@ -266,43 +268,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Both offline models, zero-shot vs few-shot, on offline-mini; ends with the report."""
-    import time
+    from evalharness.demo import run_demo
 
-    from hydra import compose, initialize_config_dir
-
-    from evalharness.config import CONF_DIR, register_configs
-    from evalharness.report import write_report
-    from evalharness.runner import run
-
-    register_configs()
     logging.getLogger("evalharness").setLevel(logging.INFO)  # progress and ETA per task
-    t0 = time.monotonic()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for model in args.models:
-            overrides = [
-                f"model={model}",
-                "benchmark=offline-mini",
-                f"shots=[{','.join(map(str, args.shots))}]",
-                "examples=train",
-                "seed=0",
-                f"results_dir={args.results_dir}",
-                # the demo always recomputes its cells (the committed results/demo may come from an
-                # older version); the embedding cache keeps a repeat run fast
-                "overwrite=true",
-            ]
-            cfg = compose(config_name="config", overrides=overrides)
-            from omegaconf import OmegaConf
-
-            print(
-                f"== {model}: offline-mini, shots {args.shots}, examples sampled from train (seed 0)",
-                flush=True,
-            )
-            run(OmegaConf.to_object(cfg))
-    path, text = write_report(args.results_dir, baseline=0)
+    path, text = run_demo(args.results_dir, args.models, args.shots)
     print(text)
-    print(
-        f"\nreport: {path} and {path.with_suffix('.html')}, plots in {path.parent / 'plots'}  ({time.monotonic() - t0:.0f}s)"
-    )
+    print(f"report: {path} and {path.with_suffix('.html')}, plots in {path.parent / 'plots'}")
     return 0
 
 
@@ -337,9 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", type=int, default=0, help="shot count the Δ columns compare with")
     p.add_argument(
         "--reference",
-        choices=["none", "paper"],
-        default="none",
-        help="paper: the published bge-en-icl numbers (Tables 1, 2, 3, 8, 9) next to ours, in-domain tasks flagged",
+        action="append",
+        metavar="paper|DIR",
+        help="published numbers next to ours, with the difference (repeatable): `paper` = the bge-en-icl "
+        "paper's Tables 1, 2, 3, 8, 9 with in-domain tasks flagged; DIR = a local copy of mteb's results "
+        "repository (results/<org>__<model>/<revision>/<Task>.json), matched by model name and revision and "
+        "scored on our splits and subsets",
+    )
+    p.add_argument(
+        "--benchmark",
+        metavar="NAME",
+        help="score cells whose manifest records no benchmark (plain mteb folders, published files) on this "
+        'mteb benchmark\'s splits and subsets, e.g. "MTEB(eng, v1)"; its other tasks are left out',
     )
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.set_defaults(func=cmd_report)

@@ -210,14 +210,16 @@ def heatmap(rep: Report) -> Figure:
 
 def _save(fig: Figure, path: Path, title: str) -> Path:
     """PNG with a 256-colour palette (a third of the size; the HTML page embeds every plot) and the
-    series list in its text chunks."""
+    series list in its text chunks. Saved to the bounding box of everything drawn (plus a margin):
+    `tight_layout` does not make room for a colour bar's label, which a one-column heat map with long
+    task names pushed past the right edge."""
     from PIL import Image, PngImagePlugin
 
     meta = {"series": getattr(fig, "_evalharness_series", [])}
     if hasattr(fig, "_evalharness_panels"):
         meta["panels"] = fig._evalharness_panels
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.1)
     info = PngImagePlugin.PngInfo()
     for key, value in {"Title": title, "Description": json.dumps(meta), "Software": "evalharness"}.items():
         info.add_text(key, value)

@@ -26,15 +26,21 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from evalharness import selection as sel
+from evalharness.reference import mteb1_main_score, our_metrics, reference_scores
 from evalharness.results import (
     AIRBENCH_TYPES,
     Results,
     aggregate_children,
     aggregate_parents,
     load,
+    main_score_name,
     parse_airbench,
     task_type,
 )
+
+#: The paper's tables are MTEB(eng, v1) as mteb 1.x scored it.
+PAPER_BENCHMARK = "MTEB(eng, v1)"
 
 #: Paper Table 1's column order; other types follow alphabetically.
 TYPE_ORDER = [
@@ -54,14 +60,17 @@ SETTING = ["shots", "strategy", "template", "set_id"]
 class Comparison:
     """Scores (x100) per column and task, after aggregate sub-tasks are merged and seeds averaged.
 
-    `columns` has one row per column (model, setting, and the setting's fields), in display order;
-    `scores` is long: column id, task, task_type, score, n_seeds; `seed_scores` keeps each seed.
+    `columns` has one row per column (model, setting, the setting's fields, revision), in display order;
+    `scores` is long: column id, task, task_type, score, n_seeds; `seed_scores` keeps each seed;
+    `selection` is long: column id, task, label (the splits and subsets the score is made of).
     """
 
     columns: pd.DataFrame
     scores: pd.DataFrame
     seed_scores: pd.DataFrame
     problems: list[str] = field(default_factory=list)
+    selection: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["column", "task", "label"]))
+    metrics: dict[str, str] = field(default_factory=dict)  # task -> the main metric our files hold
 
     @property
     def empty(self) -> bool:
@@ -161,18 +170,62 @@ def _missing_tasks(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> list[str
     return problems
 
 
+def _cell_key(frame: pd.DataFrame) -> pd.Series:
+    return frame["model"] + "|" + frame["revision"] + "|" + frame["experiment"]
+
+
+def _per_task(main: pd.DataFrame, selections: pd.DataFrame) -> pd.DataFrame:
+    """Per cell and task: the mean main score (x100) over the selected splits and subsets, as mteb's
+    `get_score` on a `validate_and_filter_scores`-ed result; NaN where a selected part is missing (mteb
+    gives NaN too) or the file holds none of them."""
+    per_task = main.groupby(["cell", "task", "task_type"], sort=False)["score"].mean().mul(100).reset_index()
+    if selections.empty:
+        return per_task
+    gaps = selections[selections["in_benchmark"] & (selections["missing"].map(len) > 0)]
+    if gaps.empty:
+        return per_task
+    keys = set(zip(_cell_key(gaps), gaps["task"], strict=True))
+    hit = [(c, t) in keys for c, t in zip(per_task["cell"], per_task["task"], strict=True)]
+    per_task.loc[hit, "score"] = math.nan
+    have = set(zip(per_task["cell"], per_task["task"], strict=True))
+    extra = [
+        {"cell": c, "task": t, "task_type": task_type(t), "score": math.nan} for c, t in sorted(keys - have)
+    ]
+    return (
+        pd.concat([per_task, pd.DataFrame(extra, columns=per_task.columns)], ignore_index=True)
+        if extra
+        else per_task
+    )
+
+
+def _selection_labels(selections: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Per column and task (aggregate sub-tasks under their parent), the selection label(s) its score
+    uses; several labels (seeds or sub-tasks scored differently) are joined with " | "."""
+    if selections.empty:
+        return pd.DataFrame(columns=["column", "task", "label"])
+    sels = selections[selections["in_benchmark"]].assign(cell=lambda d: _cell_key(d))
+    sels = sels.merge(cells[["cell", "column"]], on="cell")
+    sels["task"] = sels["task"].map(lambda t: aggregate_parents().get(t, t))
+    return (
+        sels.groupby(["column", "task"], sort=False)["label"]
+        .agg(lambda labels: " | ".join(dict.fromkeys(labels)))
+        .reset_index()
+    )
+
+
 def compare(results: Results) -> Comparison:
-    """Build the comparison from loaded results (see `evalharness.results.load`)."""
+    """Build the comparison from loaded results (see `evalharness.results.load`): only the rows
+    `selected` for each task (its benchmark's splits and subsets) count."""
     problems = list(results.problems)
     main = results.main()
     if main.empty:
         empty = pd.DataFrame(columns=["column", "task", "task_type", "score"])
         return Comparison(
-            pd.DataFrame(columns=["column", "model", "setting", *SETTING]), empty, empty, problems
+            pd.DataFrame(columns=["column", "model", "setting", *SETTING, "revision"]), empty, empty, problems
         )
     cells = _cell_table(main)
-    main = main.assign(cell=main["model"] + "|" + main["revision"] + "|" + main["experiment"])
-    per_task = main.groupby(["cell", "task", "task_type"], sort=False)["score"].mean().mul(100).reset_index()
+    main = main.assign(cell=_cell_key(main))
+    per_task = _per_task(main, results.selections)
     per_task = _collapse_aggregates(per_task, problems)
     seed_scores = per_task.merge(cells, on="cell")
     seed_scores["column"] = seed_scores["model_label"] + " · " + seed_scores["setting"]
@@ -182,7 +235,9 @@ def compare(results: Results) -> Comparison:
         .reset_index()
     )
     columns = (
-        seed_scores.drop_duplicates("column")[["column", "model_label", "setting", *SETTING, "model"]]
+        seed_scores.drop_duplicates("column")[
+            ["column", "model_label", "setting", *SETTING, "model", "revision"]
+        ]
         .rename(columns={"model": "model_name", "model_label": "model"})
         .assign(_order=lambda d: d["shots"].map(_shots_order))
         .sort_values(["model", "_order", "strategy", "template", "setting"], na_position="last")
@@ -190,7 +245,37 @@ def compare(results: Results) -> Comparison:
         .reset_index(drop=True)
     )
     problems += _missing_tasks(seed_scores, columns)
-    return Comparison(columns, scores, seed_scores, problems)
+    cells["column"] = cells["model_label"] + " · " + cells["setting"]
+    labels = _selection_labels(results.selections, cells)
+    problems += _mixed_selections(labels, columns)
+    return Comparison(columns, scores, seed_scores, problems, labels, our_metrics(results))
+
+
+def _mixed_selections(labels: pd.DataFrame, columns: pd.DataFrame) -> list[str]:
+    """Tasks whose columns are scored on different splits or subsets: their numbers are not like with like."""
+    problems = []
+    names = columns.set_index("column")
+    for task, group in labels.groupby("task", sort=False):
+        by_label = group.groupby("label", sort=False)["column"].agg(list)
+        if len(by_label) > 1:
+            parts = [
+                f"{label} ({', '.join(names.loc[c, 'model'] + ' ' + names.loc[c, 'setting'] for c in cols)})"
+                for label, cols in by_label.items()
+            ]
+            problems.append(
+                f"{task} is scored on different splits/subsets across columns: {'; '.join(parts)}"
+            )
+    return problems
+
+
+def task_labels(comp: Comparison, index: pd.Index | None = None) -> pd.Series:
+    """Per task (rows of `task_table`, or `index`): the split/subset label its numbers use, e.g.
+    "test · en"; columns that differ are joined with " | " (and reported as a problem)."""
+    index = task_table(comp).index if index is None else index
+    joined = comp.selection.groupby("task", sort=False)["label"].agg(
+        lambda labels: " | ".join(dict.fromkeys(label for many in labels for label in many.split(" | ")))
+    )
+    return pd.Series([joined.get(t, "") for _, t in index], index=index, name="scored on")
 
 
 def _type_key(task_type_: str) -> tuple[int, str]:
@@ -397,6 +482,29 @@ def _airbench_domains(scores: pd.Series) -> pd.DataFrame:
     )
 
 
+def _metric_note(ours: str | None, theirs: str | None, who: str) -> str:
+    return f"ours {ours} vs {who} {theirs}" if ours and theirs and ours != theirs else ""
+
+
+def _paper_notes(comp: Comparison, index: pd.Index, paper: pd.DataFrame) -> list[str]:
+    """Per task row, where ours and the paper's number are not the same measurement: another main
+    metric (mteb 2 Reranking `map_at_1000` vs 1.x `map`) or other splits/subsets than MTEB(eng, v1)'s."""
+    labels = task_labels(comp, index)
+    notes = []
+    for (kind, task), label in zip(index, labels, strict=True):
+        if (kind, task) not in paper.index or parse_airbench(task):
+            notes.append("")
+            continue
+        parts = [
+            _metric_note(comp.metrics.get(task) or main_score_name(task), mteb1_main_score(task), "paper")
+        ]
+        theirs = sel.choose(task, option=PAPER_BENCHMARK).label
+        if label and label != theirs:
+            parts.append(f"ours {label} vs paper {theirs}")
+        notes.append("; ".join(p for p in parts if p))
+    return notes
+
+
 def reference(comp: Comparison, pub: Published | None = None) -> tuple[list[ReferenceSection], str]:
     """Our scores next to the paper's for every model the published data covers, with differences and
     in-domain flags. Our 0-shot settings are compared with the paper's zero-shot figures, every other
@@ -455,6 +563,8 @@ def reference(comp: Comparison, pub: Published | None = None) -> tuple[list[Refe
         tasks = pd.DataFrame(task_parts).dropna(how="all")
         if not tasks.empty:
             tasks.insert(0, ("", "in-domain"), [in_domain.get(t, "") for _, t in tasks.index])
+            tasks.insert(0, ("", "note"), _paper_notes(comp, tasks.index, paper))
+            tasks.insert(0, ("", "scored on"), task_labels(comp, tasks.index).to_numpy())
         cats = pd.DataFrame(cat_parts).drop(index=[MEAN_TYPES], errors="ignore").dropna(how="all")
         air = pd.DataFrame(air_parts) if air_parts else air_paper
         sections.append(ReferenceSection(model, tasks, cats, air))
@@ -470,6 +580,91 @@ def reference(comp: Comparison, pub: Published | None = None) -> tuple[list[Refe
             f" AIR-Bench: ours on {', '.join(sorted(versions))} (locally scored dev split), the paper on "
             "24.04 test, so those differences compare different queries."
         )
+    note += (
+        f" The paper's figures are {PAPER_BENCHMARK} as mteb 1.x scored it; *note* marks rows where ours is "
+        "another measurement: another main metric (mteb 2 scores Reranking by map_at_1000, 1.x by map) or "
+        f"other splits/subsets than {PAPER_BENCHMARK}'s."
+    )
+    return sections, note
+
+
+# ---------------------------------------------------------------------------------------------
+# Published numbers for any model: a local copy of mteb's results repository (evalharness.reference)
+# ---------------------------------------------------------------------------------------------
+
+
+def _ref_note(row: Any) -> str:
+    """What differs between our number and the reference's for one task, in words."""
+    parts = []
+    if (
+        isinstance(row.ref_metric, str)
+        and row.ref_metric
+        and row.ours_metric
+        and row.ref_metric != row.ours_metric
+    ):
+        if not pd.isna(row.ours_on_ref_metric):
+            parts.append(f"both {row.ref_metric} (our main score is {row.ours_metric})")
+        else:
+            parts.append(_metric_note(row.ours_metric, row.ref_metric, "ref"))
+    if row.note:
+        parts.append(row.note)
+    return "; ".join(parts)
+
+
+def results_reference(
+    comp: Comparison, results: Results, repo: str | Path
+) -> tuple[list[ReferenceSection], str]:
+    """Our columns next to the reference repository's numbers for the same model, per task and per type
+    (means over the tasks both have), on the same splits and subsets, with the difference."""
+    long, notes = reference_scores(repo, results, comp.columns, comp.seed_scores)
+    ours_all = task_table(comp)
+    sections = []
+    for model, group in comp.columns.groupby("model", sort=False):
+        mine = long[long["column"].isin(group["column"])]
+        if mine.empty:
+            continue
+        ours = ours_all.xs(model, axis=1, level="model")
+        index = ours.index[ours.index.get_level_values("task").isin(set(mine["task"]))]
+        task_parts: dict[tuple[str, str], pd.Series] = {}
+        cat_parts: dict[tuple[str, str], pd.Series] = {}
+        task_notes: dict[str, list[str]] = {}
+        for row in group.itertuples():
+            rows = mine[mine["column"] == row.column].set_index("task")
+            ref_s = pd.Series([rows["reference"].get(t, math.nan) for _, t in index], index=index)
+            alt = pd.Series([rows["ours_on_ref_metric"].get(t, math.nan) for _, t in index], index=index)
+            ours_s = alt.where(alt.notna(), ours[row.setting].reindex(index))
+            for r in rows.reset_index().itertuples():
+                task_notes.setdefault(r.task, []).append(_ref_note(r))
+            task_parts[(row.setting, "ours")] = ours_s
+            task_parts[(row.setting, "reference")] = ref_s
+            task_parts[(row.setting, "Δ")] = ours_s - ref_s
+            both = ours_s.notna() & ref_s.notna()
+            mean_ours = summary(ours_s.where(both).to_frame()).iloc[:, 0]
+            mean_ref = summary(ref_s.where(both).to_frame()).iloc[:, 0]
+            cat_parts[(row.setting, "ours (same tasks)")] = mean_ours
+            cat_parts[(row.setting, "reference (same tasks)")] = mean_ref.drop(N_TASKS)
+            cat_parts[(row.setting, "Δ")] = (mean_ours - mean_ref).drop(N_TASKS)
+        tasks = pd.DataFrame(task_parts)
+        tasks.insert(
+            0,
+            ("", "note"),
+            [" | ".join(dict.fromkeys(n for n in task_notes.get(t, []) if n)) for _, t in index],
+        )
+        tasks.insert(0, ("", "scored on"), task_labels(comp, index).to_numpy())
+        order = next(iter(cat_parts.values())).index  # MTEB type order, then the means (not alphabetical)
+        cats = (
+            pd.DataFrame(cat_parts).reindex(order).drop(index=[MEAN_TYPES], errors="ignore").dropna(how="all")
+        )
+        sections.append(ReferenceSection(model, tasks, cats, pd.DataFrame()))
+    note = (
+        f"Reference: mteb results repository `{repo}` (models matched by name, `<org>__<model>`). Each task "
+        "of the reference is scored on the same splits and subsets as our column; per-type means are over the "
+        "tasks both have. *note* names a different main metric (mteb 1.x files score Reranking by map, mteb 2 "
+        "by map_at_1000: where our files hold the reference's metric both are read on it, else the row is "
+        "marked with both names) and what the reference lacks."
+    )
+    if notes:
+        note += " " + " ".join(f"{n}." for n in notes)
     return sections, note
 
 
@@ -500,20 +695,29 @@ def _is_delta(col: Any) -> bool:
     return (col[-1] if isinstance(col, tuple) else col) in ("Δ",) or str(col).startswith("Δ")
 
 
+def _cell_text(value: Any, row: Any, is_delta: bool) -> str:
+    if row == N_TASKS and not isinstance(value, str):  # the task count under the means
+        return "—" if value is None or pd.isna(value) else str(int(value))
+    return _fmt_delta(value) if is_delta and not isinstance(value, str) else _fmt(value)
+
+
 def _flat(table: pd.DataFrame, delta: bool = False) -> pd.DataFrame:
-    """Strings for Markdown: numbers to 2 decimals, Δ with its sign marked, counts as integers."""
-    out = table.copy()
-    for col in out.columns:
-        is_d = delta or _is_delta(col)
-        out[col] = [
-            _fmt_delta(v) if is_d and not isinstance(v, str) else _fmt(v) for v in out[col].astype(object)
-        ]
-    if N_TASKS in out.index:
-        out.loc[N_TASKS] = ["—" if pd.isna(v) else str(int(v)) for v in table.loc[N_TASKS]]
-    out.columns = [
+    """Strings for Markdown: numbers to 2 decimals, Δ with its sign marked, counts as integers. Built
+    column by column into a new frame, so a one-column table (a single model's zero-shot folder) works
+    as well as a wide one."""
+    names = [
         " ".join(str(p).split("/")[-1] for p in c if str(p)) if isinstance(c, tuple) else str(c)
-        for c in out.columns
+        for c in table.columns
     ]
+    data = {
+        i: [
+            _cell_text(v, row, delta or _is_delta(col))
+            for v, row in zip(table[col].astype(object), table.index, strict=True)
+        ]
+        for i, col in enumerate(table.columns)
+    }
+    out = pd.DataFrame(data, index=table.index, dtype=object)
+    out.columns = names
     return out.reset_index()
 
 
@@ -522,11 +726,12 @@ def _md(table: pd.DataFrame, delta: bool = False) -> str:
         return "_nothing to show_"
     flat = _flat(table, delta)
     n_index = table.index.nlevels
-    align = ["left"] * n_index + ["right"] * (flat.shape[1] - n_index)
+    text = [all(isinstance(v, str) for v in table[c]) for c in table.columns]  # notes, labels: left
+    align = ["left"] * n_index + ["left" if t else "right" for t in text]
     return flat.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def _html_table(table: pd.DataFrame, delta: bool = False) -> str:
+def _html_table(table: pd.DataFrame, delta: bool = False, uid: str = "t") -> str:
     if table is None or table.empty:
         return "<p><em>nothing to show</em></p>"
 
@@ -535,7 +740,8 @@ def _html_table(table: pd.DataFrame, delta: bool = False) -> str:
             return ""
         return "color: #0a7d28; font-weight: 600" if value > 0 else "color: #b3261e; font-weight: 600"
 
-    styler = table.style.format(lambda v: _fmt(v) if not isinstance(v, str) else html.escape(v))
+    # a fixed id per table (pandas picks a random one), so the same results give the same page
+    styler = table.style.set_uuid(uid).format(lambda v: _fmt(v) if not isinstance(v, str) else html.escape(v))
     for col in table.columns:
         is_d = delta or _is_delta(col)
         if is_d:
@@ -565,17 +771,50 @@ class Report:
     reference: list[ReferenceSection] | None = None
     reference_note: str = ""
     plots: dict[str, Path] = field(default_factory=dict)
+    task_labels: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+    selection_notes: list[str] = field(default_factory=list)
+    repo_reference: list[tuple[str, list[ReferenceSection], str]] = field(default_factory=list)
 
 
-def build_report(results_dir: str | Path, baseline: int = 0, reference_set: str | None = None) -> Report:
-    results = load(results_dir)
+def references(reference: str | Sequence[str] | None) -> tuple[bool, list[Path]]:
+    """`--reference` values -> (the paper's tables?, results-repository folders). "none" means nothing;
+    any other value than "paper" must be an existing folder."""
+    values = [reference] if isinstance(reference, str) else list(reference or [])
+    values = [v for v in values if v and v != "none"]
+    repos = [Path(v) for v in values if v != "paper"]
+    for repo in repos:
+        if not repo.is_dir():
+            raise FileNotFoundError(
+                f"--reference {repo}: not 'paper' and no such folder (expected a copy of mteb's results "
+                "repository, e.g. `git clone https://github.com/embeddings-benchmark/results`)"
+            )
+    return "paper" in values, repos
+
+
+def build_report(
+    results_dir: str | Path,
+    baseline: int = 0,
+    reference_set: str | Sequence[str] | None = None,
+    benchmark: str | None = None,
+) -> Report:
+    """Load, compare and tabulate one results folder. `reference_set`: "paper" and/or paths of mteb
+    results repositories; `benchmark`: the mteb benchmark whose splits and subsets score cells that
+    record none (see evalharness.selection)."""
+    paper, repos = references(reference_set)
+    if benchmark:
+        sel.check_benchmark(benchmark)
+    results = load(results_dir, benchmark)
     comp = compare(results)
     table = task_table(comp)
     delta_long, notes = deltas(comp, baseline)
     delta_tasks = _wide(comp, delta_long, "delta") if not delta_long.empty else pd.DataFrame()
     # Δ of the means over the same tasks: the mean of the per-task Δ
     delta_summary = summary(delta_tasks).drop(index=[N_TASKS]) if not delta_tasks.empty else pd.DataFrame()
-    refs, ref_note = reference(comp) if reference_set == "paper" else (None, "")
+    info, warnings = sel.notes(results.selections)
+    refs, ref_note = reference(comp) if paper and not comp.empty else (None, "")
+    repo_refs = (
+        [(str(repo), *results_reference(comp, results, repo)) for repo in repos] if not comp.empty else []
+    )
     return Report(
         str(results_dir),
         baseline,
@@ -586,17 +825,22 @@ def build_report(results_dir: str | Path, baseline: int = 0, reference_set: str 
         delta_tasks,
         delta_summary,
         borda(comp),
-        notes,
+        [*warnings, *notes],
         refs,
         ref_note,
+        task_labels=task_labels(comp, table.index) if not table.empty else pd.Series(dtype=object),
+        selection_notes=info,
+        repo_reference=repo_refs,
     )
 
 
 _INTRO = (
-    "Main score ×100 per task (mteb's `TaskResult.get_score`: mean over splits and subsets). Sub-tasks of an "
-    "mteb aggregate task (CQADupstack's 12 forums) are averaged into one task first, as the paper does; "
-    "seeds of one setting are averaged. *mean (tasks)* is the mean over tasks (the paper's Avg., mteb "
-    "`Mean(Task)`), *mean (types)* the mean of the type means (mteb `Mean(TaskType)`)."
+    "Main score ×100 per task on the splits and subsets its benchmark scores (*scored on*; see *Splits and "
+    "subsets*): mteb's `TaskResult.validate_and_filter_scores` with the benchmark's task, then the mean over "
+    "those parts (`get_score`). Sub-tasks of an mteb aggregate task (CQADupstack's 12 forums) are averaged "
+    "into one task first, as the paper does; seeds of one setting are averaged. *mean (tasks)* is the mean "
+    "over tasks (the paper's Avg., mteb `Mean(Task)`), *mean (types)* the mean of the type means (mteb "
+    "`Mean(TaskType)`)."
 )
 _PLOT_TITLES = {
     "score_vs_shots": "Score vs shots per task type",
@@ -616,7 +860,7 @@ def _sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
             False,
         ),
         ("##", f"Δ vs {rep.baseline}-shot, per type (mean of per-task Δ)", rep.delta_summary, True),
-        ("##", "Per task", rep.tasks, False),
+        ("##", "Per task", _labelled(rep.tasks, rep.task_labels), False),
         ("##", f"Δ vs {rep.baseline}-shot, per task", rep.delta_tasks, True),
     ]
     if rep.reference is not None:
@@ -635,6 +879,21 @@ def _sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
                         False,
                     )
                 )
+    for repo, sections, note in rep.repo_reference:
+        out.append(("##", f"Published numbers (mteb results: {repo})", note, False))
+        for sec in sections:
+            out.append(("###", f"{sec.model}: per task vs the reference", sec.tasks, False))
+            out.append(("###", f"{sec.model}: per type vs the reference (same tasks)", sec.categories, False))
+    return out
+
+
+def _labelled(table: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
+    """The per-task table with its "scored on" column (split · subset) in front, for display only (the
+    numeric table feeds the means and plots)."""
+    if table.empty or labels.empty:
+        return table
+    out = table.copy()
+    out.insert(0, ("", "scored on"), labels.reindex(table.index).fillna("").to_numpy())
     return out
 
 
@@ -649,6 +908,8 @@ def render_markdown(rep: Report, image_dir: str = "plots") -> str:
     problems = _problems(rep)
     if problems:
         lines += ["## Missing or partial results", "", *[f"- {p}" for p in problems], ""]
+    if rep.selection_notes:
+        lines += ["## Splits and subsets", "", *[f"- {n}" for n in rep.selection_notes], ""]
     if not rep.comparison.empty:
         for level, title, body, is_delta in _sections(rep):
             text = body if isinstance(body, str) else _md(body, is_delta)
@@ -686,11 +947,17 @@ def render_html(rep: Report) -> str:
         parts.append("<h2>Missing or partial results</h2><ul class='problems'>")
         parts += [f"<li>{esc(p)}</li>" for p in problems]
         parts.append("</ul>")
+    if rep.selection_notes:
+        parts.append("<h2>Splits and subsets</h2><ul>")
+        parts += [f"<li>{esc(n)}</li>" for n in rep.selection_notes]
+        parts.append("</ul>")
     if not rep.comparison.empty:
-        for level, title, body, is_delta in _sections(rep):
+        for n, (level, title, body, is_delta) in enumerate(_sections(rep)):
             tag = "h2" if level == "##" else "h3"
             parts.append(f"<{tag}>{esc(title)}</{tag}>")
-            parts.append(f"<p>{esc(body)}</p>" if isinstance(body, str) else _html_table(body, is_delta))
+            parts.append(
+                f"<p>{esc(body)}</p>" if isinstance(body, str) else _html_table(body, is_delta, f"s{n}")
+            )
         if rep.plots:
             parts.append("<h2>Plots</h2>")
             for key, path in rep.plots.items():
@@ -708,14 +975,17 @@ def write_report(
     out_dir: str | Path | None = None,
     *,
     baseline: int = 0,
-    reference: str | None = None,
+    reference: str | Sequence[str] | None = None,
     plots: bool = True,
+    benchmark: str | None = None,
 ) -> tuple[Path, str]:
-    """Write report.md, report.html, scores.csv (main scores, tidy) and plots/*.png into `out_dir`
-    (default: the results folder). Returns the Markdown path and text."""
+    """Write report.md, report.html, scores.csv (the main scores on the selected splits and subsets,
+    tidy) and plots/*.png into `out_dir` (default: the results folder). `reference`: "paper" and/or
+    folders of mteb's results repository; `benchmark`: see `build_report`. Returns the Markdown path and
+    text."""
     from evalharness import plots as plotting
 
-    rep = build_report(results_dir, baseline, reference)
+    rep = build_report(results_dir, baseline, reference, benchmark)
     out = Path(out_dir or results_dir)
     out.mkdir(parents=True, exist_ok=True)
     if plots and not rep.comparison.empty:
@@ -724,5 +994,5 @@ def write_report(
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
     (out / "report.html").write_text(render_html(rep), encoding="utf-8")
-    rep.results.main().drop(columns=["is_main"]).to_csv(out / "scores.csv", index=False)
+    rep.results.main().drop(columns=["is_main", "selected"]).to_csv(out / "scores.csv", index=False)
     return path, text

@@ -7,6 +7,11 @@ benchmark; without one (plain mteb runs, or a manifest lost) the settings are pa
 experiment folder name (`examples_train__seed_0__shots_3__template_bge-icl`), and a folder without
 experiments loads with those columns empty.
 
+Every row is kept (every metric, split and subset), and `selected` marks the rows a task's score is made
+of: the splits and subsets its benchmark scores (evalharness.selection: the manifest's record, the run's
+benchmark, the report's `--benchmark`, else the task's mteb defaults). `Results.selections` says, per cell
+and task, which selection that was and what the file lacked.
+
 A results folder is often incomplete (a sweep still running, a crashed cell, a task that never ran), so
 nothing here raises on a bad or missing file: every problem becomes one line in `Results.problems`, and
 the frame holds what exists.
@@ -26,11 +31,14 @@ from typing import Any
 import pandas as pd
 from mteb.results import TaskResult
 
+from evalharness import selection as sel
+from evalharness.selection import SELECTION_COLUMNS
+
 logger = logging.getLogger(__name__)
 
 COLUMNS = [
     "model", "revision", "experiment", "shots", "strategy", "seed", "template", "set_id", "benchmark",
-    "task", "task_type", "split", "subset", "metric", "score", "is_main",
+    "task", "task_type", "split", "subset", "metric", "score", "is_main", "selected",
 ]  # fmt: skip
 #: What identifies one evaluated cell (one experiment folder) of one model.
 CELL_COLUMNS = ["model", "revision", "experiment", "shots", "strategy", "seed", "template", "set_id"]
@@ -47,14 +55,18 @@ _EXPERIMENT_KEYS = {
 
 @dataclass
 class Results:
-    """Every metric of every result file in a folder, and the problems met while reading it."""
+    """Every metric of every result file in a folder, the problems met while reading it, and per cell
+    and task the split/subset selection its score uses (evalharness.selection.SELECTION_COLUMNS)."""
 
     scores: pd.DataFrame
     problems: list[str] = field(default_factory=list)
+    selections: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SELECTION_COLUMNS))
 
-    def main(self) -> pd.DataFrame:
-        """Only the rows of each task's main score (the number leaderboards rank by)."""
-        return self.scores[self.scores["is_main"]].reset_index(drop=True)
+    def main(self, selected_only: bool = True) -> pd.DataFrame:
+        """The rows of each task's main score (the number leaderboards rank by), by default only on the
+        splits and subsets the task's benchmark scores."""
+        keep = self.scores["is_main"] & (self.scores["selected"] | (not selected_only))
+        return self.scores[keep].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,19 +189,27 @@ def _flatten(entry: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, 
 
 
 def _rows(
-    result: TaskResult, base: dict[str, Any], problems: list[str], where: str, main_name: str | None
+    result: TaskResult,
+    base: dict[str, Any],
+    problems: list[str],
+    where: str,
+    main_name: str | None,
+    chosen: set[tuple[str, str]],
 ) -> list[dict[str, Any]]:
+    """Tidy rows of one result file; `chosen` holds the (split, subset) parts its score is made of."""
     main_name = main_name or main_score_name(result.task_name) or "main_score"
     rows = []
     for split, entries in result.scores.items():
         for entry in entries:
             subset = entry.get("hf_subset", "default")
+            selected = (split, subset) in chosen
             main = entry.get("main_score")
             if main is None or (isinstance(main, float) and math.isnan(main)):
-                problems.append(f"{where}: {result.task_name} {split}/{subset} has no main score")
+                if selected:
+                    problems.append(f"{where}: {result.task_name} {split}/{subset} has no main score")
                 main = math.nan
             common = {**base, "task": result.task_name, "task_type": task_type(result.task_name)}
-            common.update(split=split, subset=subset)
+            common.update(split=split, subset=subset, selected=selected)
             metrics = dict(_flatten(entry))
             metrics[main_name] = float(main)  # `main_score` is authoritative for the main metric
             rows += [
@@ -198,12 +218,55 @@ def _rows(
     return rows
 
 
-def load(results_dir: str | Path) -> Results:
+def _select(
+    result: TaskResult,
+    entry: Mapping[str, Any],
+    bench: Mapping[str, Any] | None,
+    option: str | None,
+    where: str,
+    problems: list[str],
+) -> tuple[sel.Selection, set[tuple[str, str]], list[tuple[str, str]]]:
+    """The task's selection (evalharness.selection.choose), the file's parts it keeps and the selected
+    parts the file lacks; a selected part that is missing is a problem (the task gets no score)."""
+    try:
+        selection = sel.choose(result.task_name, entry, bench, option)
+        chosen, missing = sel.apply(result, selection)
+    except Exception as err:  # an odd file or task: score what the file holds, and say so
+        problems.append(
+            f"{where}: {result.task_name}: no split/subset selection ({type(err).__name__}: {err}); "
+            "every split and subset in the file is used"
+        )
+        selection = sel.Selection(None, None, sel.EVERYTHING)
+        chosen, missing = sel.apply(result, selection)
+    if missing:
+        parts = ", ".join(f"{split}/{subset}" for split, subset in missing)
+        problems.append(
+            f"{where}: {result.task_name} has no score for {parts} ({selection.label} scored, "
+            f"{_source_words(selection)}); it is left out of the means"
+        )
+    return selection, chosen, missing
+
+
+def _source_words(selection: sel.Selection) -> str:
+    return {
+        sel.MANIFEST: "as the run manifest records",
+        sel.RUN_BENCHMARK: f"as benchmark {selection.benchmark} of the run does",
+        sel.OPTION: f"as --benchmark {selection.benchmark} does",
+        sel.DEFAULTS: "the task's mteb defaults",
+    }.get(selection.source, "")
+
+
+def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
     """Read every task result under `results_dir` (the folder holding `results/`, or `results/` itself).
 
-    Raises FileNotFoundError only when the folder does not exist; anything else that is wrong (an
-    unreadable file, a task a manifest lists as unfinished, a score that is NaN) is a line in `problems`.
+    `benchmark` (an mteb benchmark name) scores cells whose manifest names no benchmark (plain mteb
+    folders, published result files) on that benchmark's splits and subsets, leaving out its other
+    tasks. Raises FileNotFoundError only when the folder does not exist (and TaskResolutionError for a
+    `benchmark` mteb does not know); anything else that is wrong (an unreadable file, a task a manifest
+    lists as unfinished, a score that is NaN, a selected split the file lacks) is a line in `problems`.
     """
+    if benchmark:
+        sel.check_benchmark(benchmark)
     root = Path(results_dir)
     if not root.is_dir():
         raise FileNotFoundError(
@@ -212,6 +275,7 @@ def load(results_dir: str | Path) -> Results:
     base = root / "results" if (root / "results").is_dir() else root
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
+    selections: list[dict[str, Any]] = []
     for folder, model_dir, experiment in _cell_folders(base):
         task_files = sorted(
             f for f in folder.glob("*.json") if f.name not in _NOT_TASK_FILES and not f.name.startswith(".")
@@ -228,13 +292,14 @@ def load(results_dir: str | Path) -> Results:
         )
         model = (meta or {}).get("name") or (manifest or {}).get("model") or model_dir.replace("__", "/", 1)
         cell = {**cell_from_experiment(experiment), **(manifest or {}).get("cell", {})}
-        benchmark = (((manifest or {}).get("config") or {}).get("benchmark") or {}).get("name") or ""
+        bench_cfg = ((manifest or {}).get("config") or {}).get("benchmark") or None
+        bench_name = (bench_cfg or {}).get("name") or ""
         base_row = {
             "model": model,
             "revision": folder.relative_to(base).parts[1],
             "experiment": experiment,
             **{k: cell.get(k) for k in ("shots", "strategy", "seed", "template", "set_id")},
-            "benchmark": benchmark,
+            "benchmark": bench_name or (benchmark or ""),
         }
         where = f"{model} {experiment or '(no experiment)'}"
         for name, entry in ((manifest or {}).get("tasks") or {}).items():
@@ -249,18 +314,22 @@ def load(results_dir: str | Path) -> Results:
                 problems.append(f"unreadable result {task_file}: {type(err).__name__}: {err}")
                 continue
             entry = ((manifest or {}).get("tasks") or {}).get(result.task_name) or {}
-            rows += _rows(result, base_row, problems, where, entry.get("main_score_name"))
+            selection, chosen, missing = _select(result, entry, bench_cfg, benchmark, where, problems)
+            selections.append(sel.record(base_row, result.task_name, selection, missing))
+            rows += _rows(result, base_row, problems, where, entry.get("main_score_name"), chosen)
     if not rows:
         problems.append(f"no result files under {base}")
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["shots"] = frame["shots"].astype("Int64")
     frame["seed"] = frame["seed"].astype("Int64")
     frame["is_main"] = frame["is_main"].astype(bool)
+    frame["selected"] = frame["selected"].astype(bool)
     for problem in problems:
         logger.warning("%s", problem)
-    return Results(frame, problems)
+    return Results(frame, problems, pd.DataFrame(selections, columns=SELECTION_COLUMNS))
 
 
-def load_results(results_dir: str | Path) -> pd.DataFrame:
-    """The tidy frame alone (every metric; `is_main` marks the main score)."""
-    return load(results_dir).scores
+def load_results(results_dir: str | Path, benchmark: str | None = None) -> pd.DataFrame:
+    """The tidy frame alone (every metric, split and subset; `is_main` marks the main score, `selected`
+    the parts the benchmark scores)."""
+    return load(results_dir, benchmark).scores

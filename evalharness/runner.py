@@ -457,10 +457,16 @@ def make_embedding_cache(cfg: RunConfig) -> EmbeddingCache:
         if cfg.embedding_cache == "auto"
         else Path(cfg.embedding_cache).expanduser()
     )
+    from evalharness.encoders.backends import NUMERICS_REVISION
+
     m = cfg.model
+    versions = package_versions()
     namespace = {
         "model": m.name, "revision": m.revision, "source": m.source, "backend": m.backend, "dtype": m.dtype,
         "query_max_length": m.query_max_length, "passage_max_length": m.passage_max_length,
+        # the same text through other code or library versions gives other last bits
+        "numerics": NUMERICS_REVISION,
+        "libraries": {k: versions.get(k) for k in ("torch", "transformers", "sentence-transformers")},
     }  # fmt: skip
     return EmbeddingCache.on_disk(root, namespace)
 

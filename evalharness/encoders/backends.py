@@ -21,6 +21,11 @@ import torch
 
 from evalharness.prompts import PromptedText, special_layout, tokenize_prompted
 
+#: Bumped whenever a change here alters the floats a model produces (batching, packing, masks):
+#: part of the embedding cache's namespace, so vectors from older code are never mixed with new ones
+#: (they differ in the last bits, enough to flip a classifier's decision and move a score).
+NUMERICS_REVISION = 2
+
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

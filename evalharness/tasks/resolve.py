@@ -351,8 +351,10 @@ def load_tasks(
             continue
         if directory is not None:
             logger.info("%s: reading the local snapshot %s", name, directory)
-            check_unique_ids(directory)
-            problem = check_snapshot_subsets(task, directory) if check_data else None
+            problem = None
+            if check_data:  # reads every file once, at validation; execution trusts it
+                check_unique_ids(directory)
+                problem = check_snapshot_subsets(task, directory)
             repoint(task, directory)
         else:
             problem = check_hub_data(task) if check_data else None

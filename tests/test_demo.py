@@ -1,0 +1,80 @@
+"""The demo is what the code produces: repeat runs give the same scores and leave the committed
+`results/demo` byte for byte as it was; a changed result is written and named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evalharness.demo import run_demo, same_content, snapshot_files
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED = REPO / "results" / "demo"
+
+
+def _all_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _main_scores(root: Path) -> dict[str, float]:
+    return {
+        str(p.relative_to(root)): json.loads(p.read_text())["scores"]["test"][0]["main_score"]
+        for p in sorted(root.glob("results/*/*/experiments/*/*.json"))
+        if p.name not in ("manifest.json", "model_meta.json")
+    }
+
+
+@pytest.fixture(scope="module")
+def minilm_demo(tmp_path_factory):
+    """The demo's minilm half, run twice into one folder."""
+    root = tmp_path_factory.mktemp("demo")
+    run_demo(root, ["minilm"], [0, 1])
+    first = _all_files(root)
+    _, text = run_demo(root, ["minilm"], [0, 1])
+    return root, first, text
+
+
+def test_two_demo_runs_give_identical_scores_and_files(minilm_demo):
+    root, first, text = minilm_demo
+    assert len(_main_scores(root)) == 10  # 5 tasks x 2 cells
+    assert _all_files(root) == first  # results, manifests, report, csv, plots: byte for byte
+    assert "every result is identical to the one already in" in text
+
+
+def test_a_changed_result_is_written_and_named(minilm_demo, tmp_path):
+    root, _, _ = minilm_demo
+    copy = tmp_path / "demo"
+    shutil.copytree(root, copy)
+    (target,) = copy.glob("results/*/*/experiments/*shots_0*/OfflineLeeSTS.json")
+    true_score = json.loads(target.read_text())["scores"]["test"][0]["main_score"]
+    data = json.loads(target.read_text())
+    data["scores"]["test"][0]["main_score"] = 0.123  # a stale or tampered number
+    target.write_text(json.dumps(data))
+    _, text = run_demo(copy, ["minilm"], [0])
+    assert json.loads(target.read_text())["scores"]["test"][0]["main_score"] == true_score
+    assert "file(s) changed" in text and "OfflineLeeSTS.json" in text
+
+
+def test_same_content_ignores_only_run_statistics():
+    old = json.dumps({"scores": {"test": [{"main_score": 0.5}]}, "evaluation_time": 1.0, "date": 1}).encode()
+    assert same_content(old, json.dumps({"scores": {"test": [{"main_score": 0.5}]}, "evaluation_time": 9.0,
+                                         "date": 2}).encode(), "T.json")  # fmt: skip
+    assert not same_content(old, json.dumps({"scores": {"test": [{"main_score": 0.51}]}}).encode(), "T.json")
+    assert not same_content(b"a,b\n1,2\n", b"a,b\n1,3\n", "scores.csv")
+
+
+@pytest.mark.slow
+def test_the_committed_demo_is_what_the_code_produces(tmp_path, monkeypatch):
+    """A fresh run of the whole demo over a copy of results/demo changes no file: what `make demo` on
+    a clean checkout does, and why `git status` stays clean after it."""
+    copy = tmp_path / "results" / "demo"
+    shutil.copytree(COMMITTED, copy)
+    before = _all_files(copy)
+    monkeypatch.chdir(tmp_path)  # the report names the folder as `make demo` does: results/demo
+    _, text = run_demo("results/demo", ["minilm", "smollm2-135m"], [0, 1, 3])
+    changed = sorted(k for k, v in _all_files(copy).items() if before.get(k) != v)
+    assert changed == [], text
+    assert snapshot_files(copy).keys() == snapshot_files(COMMITTED).keys()
