@@ -132,6 +132,7 @@ class LocalSTS(AbsTaskSTS):
     )
     min_score = 0
     max_score = 5
+    local_splits = {"test": STS_TEST, "train": STS_TRAIN}
 
     def load_data(self, num_proc=None, **kwargs):
         if self.data_loaded:
@@ -139,7 +140,7 @@ class LocalSTS(AbsTaskSTS):
         rows = lambda data: Dataset.from_list(  # noqa: E731
             [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in data]
         )
-        self.dataset = DatasetDict({"test": rows(STS_TEST), "train": rows(STS_TRAIN)})
+        self.dataset = DatasetDict({name: rows(data) for name, data in self.local_splits.items()})
         self.data_loaded = True
 
 
@@ -150,7 +151,7 @@ STS_VALIDATION = [
 ]
 
 
-class LocalTwoSplitSTS(AbsTaskSTS):
+class LocalTwoSplitSTS(LocalSTS):
     """Two evaluated splits (like EmotionClassification's validation + test) and, as real MTEB data
     do, an empty text in the test split."""
 
@@ -161,18 +162,10 @@ class LocalTwoSplitSTS(AbsTaskSTS):
         dataset={"path": "local/sts2", "revision": "1"},
         **{**COMMON, "eval_splits": ["validation", "test"]},
     )
-    min_score = 0
-    max_score = 5
-
-    def load_data(self, num_proc=None, **kwargs):
-        if self.data_loaded:
-            return
-        rows = lambda data: Dataset.from_list(  # noqa: E731
-            [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in data]
-        )
-        test = [*STS_TEST, ("", "An empty sentence pairs with this one.", 0.0)]
-        self.dataset = DatasetDict({"validation": rows(STS_VALIDATION), "test": rows(test)})
-        self.data_loaded = True
+    local_splits = {
+        "validation": STS_VALIDATION,
+        "test": [*STS_TEST, ("", "An empty sentence pairs with this one.", 0.0)],
+    }
 
 
 def register() -> None:

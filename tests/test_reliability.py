@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from evalharness.config import RunConfig
 from evalharness.runner import ConfigError, Runner, run, validate
 from tests import local_tasks
+from tests.configs import run_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,10 +38,8 @@ class ForbiddenBackend:
 
 
 def _cfg(tmp_path, minilm_config, **overrides) -> RunConfig:
-    base = OmegaConf.structured(RunConfig)
-    base.model = OmegaConf.structured(minilm_config)
-    merged = OmegaConf.merge(
-        base,
+    return run_config(
+        minilm_config,
         {
             "benchmark": {"name": "custom", "tasks": ["LocalRetrieval"]},
             "results_dir": str(tmp_path / "out"),
@@ -49,7 +48,6 @@ def _cfg(tmp_path, minilm_config, **overrides) -> RunConfig:
         },
         overrides,
     )
-    return OmegaConf.to_object(merged)
 
 
 def _examples(tmp_path, name: str, content: bytes) -> str:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import mteb
 import pytest
-from omegaconf import OmegaConf
 
 from evalharness.config import RunConfig, load_model_config
 from evalharness.encoders import ICLEncoder
 from evalharness.runner import Cell, ConfigError, Runner, plan_cells, run, validate
 from tests import local_tasks
+from tests.configs import run_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,10 +27,8 @@ def _register_local_tasks():
 
 
 def _cfg(tmp_path, model_config, **overrides) -> RunConfig:
-    base = OmegaConf.structured(RunConfig)
-    base.model = OmegaConf.structured(model_config)
-    merged = OmegaConf.merge(
-        base,
+    return run_config(
+        model_config,
         {
             "benchmark": {"name": "custom", "tasks": ["LocalRetrieval"]},
             "results_dir": str(tmp_path),
@@ -39,7 +37,6 @@ def _cfg(tmp_path, model_config, **overrides) -> RunConfig:
         },
         overrides,
     )
-    return OmegaConf.to_object(merged)
 
 
 def _experiment_dirs(results_dir: Path) -> dict[str, Path]:

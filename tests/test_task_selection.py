@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from evalharness.config import CONF_DIR, RunConfig, available_models, load_model_config
 from evalharness.runner import ConfigError, run
 from tests import local_tasks
+from tests.configs import run_config
 from tests.test_runner import _write_scifact_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,10 +40,8 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def _cfg(tmp_path, model_config, **overrides) -> RunConfig:
-    base = OmegaConf.structured(RunConfig)
-    base.model = OmegaConf.structured(model_config)
-    merged = OmegaConf.merge(
-        base,
+    return run_config(
+        model_config,
         {
             "benchmark": {"name": "custom", "tasks": ["LocalTwoSplitSTS"]},
             "results_dir": str(tmp_path / "out"),
@@ -52,7 +50,6 @@ def _cfg(tmp_path, model_config, **overrides) -> RunConfig:
         },
         overrides,
     )
-    return OmegaConf.to_object(merged)
 
 
 # -- model configs -----------------------------------------------------------------------------
