@@ -1,7 +1,8 @@
 """Leaderboard-style comparison of zero- vs few-shot runs: tables, deltas, Borda rank, published numbers.
 
 The aggregation follows the paper (and mteb's MTEB(eng, v1)): a task's score is the mean of its main
-score over splits and subsets (mteb's `TaskResult.get_score`); the sub-tasks of an mteb aggregate task
+score over the splits and subsets its benchmark scores (`evalharness.selection`, then mteb's
+`TaskResult.get_score`); the sub-tasks of an mteb aggregate task
 (CQADupstack's 12 forums) are averaged into that one task first; a type mean is the mean over its tasks;
 the overall "mean (tasks)" is the mean over all tasks (the paper's "Avg. (56)") and "mean (types)" the
 mean of the type means (mteb's `Mean(TaskType)`). Seeds of one setting are averaged per task. Borda
