@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +157,12 @@ def _anticipated() -> tuple[type[BaseException], ...]:
     from evalharness.prompts import PromptError
     from evalharness.runner import ConfigError
     from evalharness.tasks.resolve import TaskResolutionError
+    from evalharness.train.data import TrainDataError
 
-    return (ConfigError, ExampleError, InstructionError, PromptError, TaskResolutionError, FloatingPointError)
+    return (
+        ConfigError, ExampleError, InstructionError, PromptError, TaskResolutionError, TrainDataError,
+        FloatingPointError,
+    )  # fmt: skip
 
 
 def _full_errors() -> bool:
@@ -174,18 +179,30 @@ def _fail(err: BaseException) -> None:
     raise SystemExit(2)
 
 
-def _prevalidate(overrides: Sequence[str]) -> Any:
-    """Compose and validate the run's config before Hydra starts the job: Hydra creates its output
-    folder (`results_dir/hydra/...`) and log file before our code runs, so a bad config would leave
-    files in results_dir (or fail with NotADirectoryError when results_dir is a file). Returns the
-    validated (config, plan), or None where Hydra must report the problem (its own override errors,
-    sweeps: each multirun job validates its own config)."""
+@dataclass(frozen=True)
+class HydraApp:
+    """One of our Hydra apps: its primary config, where its outputs go, how a config is validated
+    into a plan and how a plan is executed (`run` and `train` differ only in these)."""
+
+    command: str
+    config_name: str
+    output_key: str  # the config key of the folder Hydra's own output folder lives under
+    validate: Any  # cfg -> plan (raises an anticipated error)
+    execute: Any  # (cfg, plan or None) -> text to print
+
+
+def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
+    """Compose and validate the config before Hydra starts the job: Hydra creates its output folder
+    (`results_dir/hydra/...`) and log file before our code runs, so a bad config would leave files in
+    results_dir (or fail with NotADirectoryError when results_dir is a file). Returns the validated
+    (config, plan), or None where Hydra must report the problem (its own override errors, sweeps:
+    each multirun job validates its own config)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     from evalharness.config import CONF_DIR
-    from evalharness.runner import ConfigError, validate
+    from evalharness.runner import ConfigError
 
     flags = [o for o in overrides if o.startswith("-")]
     plain = [o for o in overrides if not o.startswith("-")]
@@ -199,25 +216,31 @@ def _prevalidate(overrides: Sequence[str]) -> Any:
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[o for o in fixed if not o.startswith("hydra")])
-        run_cfg = OmegaConf.to_object(cfg)
+            cfg = compose(
+                config_name=app.config_name, overrides=[o for o in fixed if not o.startswith("hydra")]
+            )
+        typed = OmegaConf.to_object(cfg)
     except Exception:
         return None
-    results = Path(run_cfg.results_dir).expanduser()
-    if results.exists() and not results.is_dir():
-        _fail(ConfigError(f"- results_dir={results} is a file, not a folder; choose another results_dir"))
+    folder = Path(getattr(typed, app.output_key)).expanduser()
+    if folder.exists() and not folder.is_dir():
+        _fail(
+            ConfigError(
+                f"- {app.output_key}={folder} is a file, not a folder; choose another {app.output_key}"
+            )
+        )
     if sweep:
         return None
     try:
-        return run_cfg, validate(run_cfg)
+        return typed, app.validate(typed)
     except _anticipated() as err:
         if _full_errors():
             raise
         _fail(err)
 
 
-def hydra_run(overrides: Sequence[str]) -> int:
-    """`evalharness run key=value ...`: a Hydra app over conf/ (multirun with -m, launchers, sweeps).
+def hydra_main(app: HydraApp, overrides: Sequence[str]) -> int:
+    """`evalharness run|train key=value ...`: a Hydra app over conf/ (multirun with -m, launchers).
 
     The config is validated before Hydra starts, so a bad one writes nothing; the plan that validation
     returns is what the job executes (it is not validated twice)."""
@@ -225,30 +248,50 @@ def hydra_run(overrides: Sequence[str]) -> int:
     from omegaconf import DictConfig, OmegaConf
 
     from evalharness.config import CONF_DIR, register_configs
-    from evalharness.runner import run
+    from evalharness.train.config import register_train_configs
 
     register_configs()
-    checked = _prevalidate(overrides)
+    register_train_configs()
+    checked = _prevalidate(app, overrides)
 
-    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-    def app(cfg: DictConfig) -> None:
-        run_cfg = OmegaConf.to_object(cfg)
-        plan = checked[1] if checked is not None and checked[0] == run_cfg else None
+    @hydra.main(config_path=str(CONF_DIR), config_name=app.config_name, version_base="1.3")
+    def main_(cfg: DictConfig) -> None:
+        typed = OmegaConf.to_object(cfg)
+        plan = checked[1] if checked is not None and checked[0] == typed else None
         try:
-            records = run(run_cfg, plan=plan)
+            text = app.execute(typed, plan)
         except _anticipated() as err:
             if _full_errors():
                 raise
             _fail(err)
-        print(_summarise(records))
+        print(text)
 
     argv = sys.argv
-    sys.argv = ["evalharness run", *overrides]
+    sys.argv = [f"evalharness {app.command}", *overrides]
     try:
-        app()
+        main_()
     finally:
         sys.argv = argv
     return 0
+
+
+def _run_app() -> HydraApp:
+    from evalharness.runner import run, validate
+
+    return HydraApp(
+        "run", "config", "results_dir", validate, lambda cfg, plan: _summarise(run(cfg, plan=plan))
+    )
+
+
+def _train_app() -> HydraApp:
+    from evalharness.train.run import train, validate
+    from evalharness.train.trainer import eval_command
+
+    def execute(cfg: Any, plan: Any) -> str:
+        out = train(cfg, plan)
+        return f"trained model: {out}\nevaluate it with:\n  {eval_command(cfg, out)}"
+
+    return HydraApp("train", "train_config", "output_dir", validate, execute)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -298,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run", help="Hydra app: evalharness run model=... benchmark=... shots=[0,1,3] (-m for multirun)"
+    )
+    p.set_defaults(func=None)
+
+    p = sub.add_parser(
+        "train", help="Hydra app: few-shot contrastive training, e.g. evalharness train (offline preset)"
     )
     p.set_defaults(func=None)
 
@@ -354,13 +402,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_library_warnings()
     verbose_flags = ("-v", "--verbose")
-    at = argv.index("run") if "run" in argv else -1
-    if at >= 0 and all(a in verbose_flags for a in argv[:at]):  # Hydra parses the overrides; -v is ours
+    at = next((i for i, a in enumerate(argv) if a not in verbose_flags), -1)
+    if at >= 0 and argv[at] in ("run", "train"):  # Hydra parses the overrides; -v is ours
         rest = argv[at + 1 :]
         if any(a in verbose_flags for a in [*argv[:at], *rest]):
             os.environ["HYDRA_FULL_ERROR"] = "1"  # tracebacks, ours and Hydra's
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        return hydra_run([a for a in rest if a not in verbose_flags])
+        app = _run_app() if argv[at] == "run" else _train_app()
+        return hydra_main(app, [a for a in rest if a not in verbose_flags])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -165,16 +165,16 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=_schema())
+    cs.store(name="base_config", node=_open_maps(RunConfig))
 
 
-def _schema() -> Any:
-    """The RunConfig schema with its free-form maps (task -> folder, task -> subsets, ...) open: Hydra
+def _open_maps(schema: type) -> Any:
+    """A config schema with its free-form maps (task -> folder, task -> subsets, ...) open: Hydra
     locks the whole tree, which would turn the documented `tasks.mapping={SciFact: /data/scifact}`
     into "Key 'SciFact' is not in struct". Dataclass nodes stay locked, so typos there still fail."""
     from omegaconf import DictConfig
 
-    node = OmegaConf.structured(RunConfig)
+    node = OmegaConf.structured(schema)
 
     def unlock(cfg: DictConfig) -> None:
         for key in cfg:

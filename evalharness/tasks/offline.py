@@ -50,6 +50,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib.metadata
@@ -120,6 +121,19 @@ def set_scale(scale: str | None) -> None:
     so that the environment variable ``EVALHARNESS_OFFLINE_SCALE`` (default "mini") applies again."""
     global _scale_override
     _scale_override = None if scale is None else _check_scale(scale)
+
+
+@contextlib.contextmanager
+def scale(value: str | None):
+    """`set_scale` for the duration of a block (training reads the full train splits; the run's
+    setting is restored afterwards)."""
+    global _scale_override
+    previous = _scale_override
+    set_scale(value)
+    try:
+        yield
+    finally:
+        _scale_override = previous
 
 
 def get_scale() -> str:

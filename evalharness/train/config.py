@@ -1,0 +1,84 @@
+"""Typed configs of `evalharness train`, registered with Hydra's ConfigStore like the run's, so a typo
+in any key of conf/train/*.yaml or an override fails at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalharness.config import ModelConfig
+
+#: Row types (FlagEmbedding's names accepted as aliases) -> how a batch of them trains.
+ROW_TYPES = {
+    "retrieval": "retrieval", "normal": "retrieval",
+    "sts": "sts", "symmetric_sts": "sts",
+    "classification": "classification", "symmetric_class": "classification",
+    "clustering": "clustering", "symmetric_clustering": "clustering",
+}  # fmt: skip
+#: The paper uses in-batch negatives for retrieval only.
+IN_BATCH_TYPES = ("retrieval",)
+#: Types whose passages are prompted too (the reference's symmetric treatment).
+SYMMETRIC_TYPES = ("sts", "classification", "clustering")
+
+
+@dataclass
+class TrainDataConfig:
+    """Where rows come from. Each file is one dataset (every batch is drawn from one dataset)."""
+
+    files: list[str] = field(default_factory=list)  # FlagEmbedding JSONL files or folders of *.jsonl
+    tasks: list[str] = field(default_factory=list)  # mteb / offline tasks whose `split` becomes rows
+    split: str = "train"  # never an evaluated split of those tasks (refused)
+    max_rows: int | None = None  # per dataset, for quick runs
+    scale: str = "full"  # offline tasks: all the packaged train data (their test splits stay disjoint)
+    # refuse training rows whose query or positive occurs in these tasks' evaluated splits
+    # (default: the tasks in `tasks`)
+    check_against: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoraSettings:
+    """peft LoRA. The paper: r=64, alpha=32; FlagEmbedding's README: r=32, alpha=64 (conf/train/)."""
+
+    r: int = 64
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj", "up_proj", "gate_proj"]
+    )
+    layers: list[int] = field(default_factory=list)  # empty: every layer; negative: from the top (-1 = last)
+
+
+@dataclass
+class TrainConfig:
+    """One `evalharness train`: a base model, rows, the recipe and the engine's settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    output_dir: str = "outputs/train"
+    template: str | None = None  # default: the model's (bge-icl)
+    max_examples: int = 5  # k ~ U{0..max_examples} in-batch examples per query
+    example_max_tokens: int = 256  # each example's query and response (paper: 256 / 256)
+    prefix_max_tokens: int = 1536  # the examples' budget (FlagEmbedding: query_max_len 2048 - 512)
+    group_size: int = 8  # passages per query: 1 positive + (group_size - 1) hard negatives
+    temperature: float = 0.02
+    cross_device_negatives: bool = True  # in-batch types: negatives from every device (all-gather)
+    batch_size: int = 16  # queries per device and step
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    warmup_steps: int = 0
+    gradient_checkpointing: bool = False
+    save_steps: int = 500
+    logging_steps: int = 10
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # or wandb, mlflow, none
+    seed: int = 0
+    extra_args: dict[str, Any] = field(default_factory=dict)  # any other transformers TrainingArguments
+
+
+def register_train_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from evalharness.config import _open_maps
+
+    ConfigStore.instance().store(name="train_base", node=_open_maps(TrainConfig))

@@ -1,0 +1,119 @@
+"""`evalharness train`: validate the config and the rows into a plan, then train and write the output.
+
+Everything that can be checked is checked before the model loads, and all problems are reported at
+once: the rows (file and line), their overlap with evaluated splits, the group size, the template.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalharness.prompts import PromptTemplate, get_template
+from evalharness.tasks.offline import scale as offline_scale
+from evalharness.train.config import TrainConfig
+from evalharness.train.data import (
+    Dataset,
+    TrainDataError,
+    batches,
+    check_disjoint,
+    check_group_size,
+    load_datasets,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What a validated config trains on: the datasets, their batches and the template."""
+
+    datasets: list[Dataset]
+    batches: list[list[Any]]
+    template: PromptTemplate
+
+
+def validate(cfg: TrainConfig) -> TrainPlan:
+    problems: list[str] = []
+    try:
+        template = get_template(cfg.template or cfg.model.template)
+    except ValueError as err:
+        problems.append(str(err))
+        template = get_template("bge-icl")
+    for key, value, low in (("batch_size", cfg.batch_size, 1), ("group_size", cfg.group_size, 1),
+                            ("max_examples", cfg.max_examples, 0)):  # fmt: skip
+        if value < low:
+            problems.append(f"{key}={value}; use {low} or more")
+    if cfg.temperature <= 0:
+        problems.append(f"temperature={cfg.temperature}; it must be positive (the paper: 0.02)")
+    datasets: list[Dataset] = []
+    try:
+        with offline_scale(cfg.data.scale):
+            datasets, guard = load_datasets(cfg.data)
+            problems += check_group_size(datasets, cfg.group_size)
+            problems += check_disjoint(datasets, guard)
+    except (TrainDataError, KeyError, FileNotFoundError, ValueError) as err:
+        problems.append(str(err).strip("'\""))
+    out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        problems.append(f"output_dir={out} is a file; choose a folder")
+    if problems:
+        raise TrainDataError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
+    return TrainPlan(datasets, batches(datasets, cfg.batch_size, cfg.seed, cfg.epochs), template)
+
+
+def train(cfg: TrainConfig, plan: TrainPlan | None = None) -> Path:
+    """Train, resume from the last checkpoint in `output_dir` if there is one, write the output."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from evalharness.train.collator import ICLCollator
+    from evalharness.train.trainer import (
+        BatchList,
+        ContrastiveTrainer,
+        load_model,
+        training_arguments,
+        write_output,
+    )
+
+    plan = plan or validate(cfg)
+    model, tokenizer = load_model(cfg)
+    collator = ICLCollator(
+        tokenizer,
+        plan.template,
+        query_max_length=cfg.model.query_max_length,
+        passage_max_length=cfg.model.passage_max_length,
+        max_examples=cfg.max_examples,
+        example_max_tokens=cfg.example_max_tokens,
+        prefix_max_tokens=cfg.prefix_max_tokens,
+        group_size=cfg.group_size,
+        seed=cfg.seed,
+    )
+    args = training_arguments(cfg, len(plan.batches))
+    trainer = ContrastiveTrainer(
+        model=model,
+        args=args,
+        train_dataset=BatchList(plan.batches),
+        data_collator=collator,
+        temperature=cfg.temperature,
+        cross_device=cfg.cross_device_negatives,
+    )
+    checkpoint_dir = Path(args.output_dir)
+    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if last:
+        logger.info("resuming from %s", last)
+    result = trainer.train(resume_from_checkpoint=last)
+    counts = collator.examples_per_query
+    total = sum(counts.values()) or 1
+    stats = {
+        "steps": result.global_step,
+        "train_loss": result.training_loss,
+        "examples_per_query": {str(k): n for k, n in sorted(counts.items())},
+        "queries_with_examples": round(1 - counts.get(0, 0) / total, 4),
+        "rows": {ds.name: len(ds.rows) for ds in plan.datasets},
+        "batches": len(plan.batches),
+    }
+    if trainer.is_world_process_zero():
+        return write_output(cfg, trainer.model, tokenizer, plan.datasets, stats)
+    return Path(cfg.output_dir)
