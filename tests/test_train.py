@@ -1,0 +1,250 @@
+"""Few-shot contrastive training (issue 14, first slice): the collator feeds the model exactly what the
+evaluation encodes, the loss is InfoNCE as written by hand, examples come from other rows in the
+paper's proportions, bad inputs stop before the model loads, and a trained folder is evaluated by
+`evalharness run`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mteb.types import PromptType
+
+from evalharness.encoders import ICLEncoder
+from evalharness.examples import Example, FixedExamples
+from evalharness.prompts import get_template
+from evalharness.train.collator import ICLCollator
+from evalharness.train.config import TrainConfig
+from evalharness.train.data import TrainDataError, TrainRow
+from evalharness.train.loss import info_nce
+from evalharness.train.run import train, validate
+from tests import local_tasks
+from tests.configs import run_config
+
+INSTRUCTION = "Given a question, retrieve passages that answer it"
+ROWS = [
+    TrainRow(f"question number {i} about topic {i % 3}?", (f"answer {i}: a passage about topic {i % 3}.",),
+             (f"unrelated text {i}", f"another negative {i}"), INSTRUCTION, "retrieval", source=f"rows:{i}")
+    for i in range(12)
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _register_local_tasks():
+    local_tasks.register()
+
+
+def _collator(backend, **kw) -> ICLCollator:
+    opts = {"query_max_length": backend.query_max_length, "passage_max_length": backend.passage_max_length,
+            "max_examples": 3, "group_size": 3, "seed": 0, **kw}  # fmt: skip
+    return ICLCollator(backend.tokenizer, get_template("bge-icl"), **opts)
+
+
+# -- the collator feeds what the evaluation encodes -------------------------------------------------
+
+
+def test_collator_token_ids_equal_what_the_evaluation_encodes(smollm2_config, smollm2_backend):
+    collator = _collator(smollm2_backend)
+    row = ROWS[0]
+    shots = (Example(ROWS[1].query, ROWS[1].pos[0]), Example(ROWS[2].query, ROWS[2].pos[0]))
+    collator._examples = lambda batch, i: list(shots) if i == 0 else []  # the draw is tested below
+
+    batch = collator([ROWS[:3]])
+    meta = local_tasks.LocalRetrieval.metadata
+    encoder = ICLEncoder(
+        smollm2_config,
+        examples=FixedExamples({meta.name: shots}, "file"),
+        instructions={meta.name: INSTRUCTION},
+        backend=smollm2_backend,
+    )
+    (query_item,) = encoder.prompted_texts([row.query], meta, PromptType.query)
+    passage_items = encoder.prompted_texts([row.pos[0]], meta, PromptType.document)
+    (expected_query,) = smollm2_backend.tokenize([query_item])
+    (expected_pos,) = smollm2_backend.tokenize(passage_items)
+
+    def row_ids(ids, mask, r):
+        return ids[r][mask[r].bool()].tolist()
+
+    assert row_ids(batch["query_input_ids"], batch["query_attention_mask"], 0) == expected_query
+    assert row_ids(batch["passage_input_ids"], batch["passage_attention_mask"], 0) == expected_pos
+    assert batch["query_attention_mask"][0, -1] == 1  # left padding: the last position is EOS
+    assert expected_query[-1] == smollm2_backend.layout.eos_id
+    assert batch["n_examples"].tolist() == [2, 0, 0]
+    assert batch["passage_input_ids"].shape[0] == 3 * 3  # group_size passages per query
+
+
+def test_symmetric_rows_prompt_their_passages_too(smollm2_backend):
+    collator = _collator(smollm2_backend, max_examples=0)
+    sts = TrainRow(
+        "A man plays guitar.", ("Someone is playing a guitar.",), (), "Retrieve similar text", "sts"
+    )
+    assert collator.passage_item(sts, sts.pos[0]).text == (
+        "<instruct>Retrieve similar text\n<query>Someone is playing a guitar.\n<response>"
+    )
+    assert collator.passage_item(ROWS[0], "raw").text == "raw"
+
+
+# -- InfoNCE by hand --------------------------------------------------------------------------------
+
+
+def _hand_loss(q, p, tau, in_batch):
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    p = p / np.linalg.norm(p, axis=1, keepdims=True)
+    group = len(p) // len(q)
+    losses = []
+    for i in range(len(q)):
+        cand = range(len(p)) if in_batch else range(i * group, (i + 1) * group)
+        logits = np.array([q[i] @ p[j] / tau for j in cand])
+        target = i * group if in_batch else 0
+        pos = list(cand).index(target) if in_batch else 0
+        losses.append(-logits[pos] + math.log(np.exp(logits - logits.max()).sum()) + logits.max())
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("in_batch", [True, False])
+def test_info_nce_equals_a_hand_computation(in_batch):
+    rng = np.random.default_rng(0)
+    q, p = rng.normal(size=(3, 5)), rng.normal(size=(3 * 4, 5))  # 3 queries, 1 positive + 3 negatives each
+    got = info_nce(torch.tensor(q), torch.tensor(p), temperature=0.05, in_batch=in_batch).item()
+    assert got == pytest.approx(_hand_loss(q, p, 0.05, in_batch), rel=1e-6)
+    assert got != pytest.approx(_hand_loss(q, p, 0.05, not in_batch), rel=1e-3)  # the variants differ
+
+
+# -- examples: how many, from where ------------------------------------------------------------------
+
+
+def test_about_five_sixths_of_queries_carry_examples_never_their_own_row(smollm2_backend):
+    collator = _collator(smollm2_backend, max_examples=5, group_size=1, seed=1)
+    drawn = []
+    for _ in range(60):
+        for i in range(len(ROWS)):
+            examples = collator._examples(ROWS, i)
+            assert all(e.query != ROWS[i].query for e in examples)  # never the row itself
+            assert all(e.query in {r.query for r in ROWS} for e in examples)  # from the batch
+            drawn.append(len(examples))
+    counts = np.bincount(drawn, minlength=6)
+    assert set(drawn) == set(range(6))  # k ~ U{0..5}
+    assert (counts > 0).mean() == 1 and abs((np.array(drawn) > 0).mean() - 5 / 6) < 0.04
+
+
+def test_a_budget_without_room_warns_and_the_counts_say_zero(smollm2_backend, caplog):
+    with caplog.at_level(logging.WARNING, logger="evalharness"):
+        collator = _collator(smollm2_backend, max_examples=5, prefix_max_tokens=0)
+    assert any(
+        "leaves no room for examples" in r.getMessage() and "#1158" in r.getMessage() for r in caplog.records
+    )
+    batch = collator([ROWS[:6]])
+    assert batch["n_examples"].tolist() == [0] * 6
+    assert collator.examples_per_query == {0: 6}
+
+
+# -- bad input, before any model loads ---------------------------------------------------------------
+
+
+def _jsonl(tmp_path: Path, name: str, lines: list[str]) -> str:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _row(**kw) -> str:
+    return json.dumps(
+        {"query": "q?", "pos": ["p"], "neg": ["n"], "prompt": INSTRUCTION, "type": "normal", **kw}
+    )
+
+
+BAD = [
+    ("no-pos", lambda t: {"data": {"files": [_jsonl(t, "a.jsonl", [_row(), _row(pos=[])])]}},
+     ["a.jsonl:2: 'pos' has no non-empty text; every row needs a positive passage"]),
+    ("empty-query", lambda t: {"data": {"files": [_jsonl(t, "b.jsonl", [_row(query="  ")])]}},
+     ["b.jsonl:1: 'query' is missing or empty"]),
+    ("unknown-type", lambda t: {"data": {"files": [_jsonl(t, "c.jsonl", [_row(type="ranking")])]}},
+     ["c.jsonl:1: unknown type 'ranking'; use one of"]),
+    ("not-jsonl", lambda t: {"data": {"files": [_jsonl(t, "d.jsonl", [_row(), "[1, 2"])]}},
+     ["d.jsonl:2: not a JSON object", "training files are JSONL"]),
+    ("overlaps-evaluated-split", lambda t: {"data": {"tasks": ["OfflineChatterbotRetrieval"], "split": "test"}},
+     ["is an evaluated split of OfflineChatterbotRetrieval", "train on its train split"]),
+    ("rows-repeat-evaluated-texts", lambda t: {"data": {"files": [_jsonl(t, "e.jsonl", [
+        _row(query=q) for q, _ in local_tasks.TEST_QUERIES.values()])], "check_against": ["LocalRetrieval"]}},
+     ["4 training row(s) of e (e.g. ", "e.jsonl:1) repeat texts of LocalRetrieval's evaluated split 'test'"]),
+    ("group-size-unfillable", lambda t: {"group_size": 4, "data": {"files": [_jsonl(t, "f.jsonl", [_row(neg=[])])]}},
+     ["cannot fill group_size=4 (1 positive + 3 negatives)", "set group_size=1"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overrides", "words"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_training_input_is_one_clear_error_before_the_model_loads(
+    tmp_path, smollm2_config, overrides, words
+):
+    cfg = _train_cfg(tmp_path, smollm2_config, **overrides(tmp_path))
+    with pytest.raises(TrainDataError) as err:
+        validate(cfg)
+    for w in words:
+        assert w in str(err.value)
+
+
+# -- end to end ---------------------------------------------------------------------------------------
+
+
+def _train_cfg(tmp_path, model_config, **overrides) -> TrainConfig:
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.structured(TrainConfig)
+    base.model = OmegaConf.structured(model_config)
+    defaults = {
+        "output_dir": str(tmp_path / "trained"),
+        "data": {"tasks": [], "files": []},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "layers": [-1]},
+        "batch_size": 4, "group_size": 2, "max_examples": 2, "example_max_tokens": 32, "prefix_max_tokens": 128,
+        "max_steps": 2, "learning_rate": 1e-3, "save_steps": 100, "logging_steps": 1, "report_to": ["none"],
+    }  # fmt: skip
+    return OmegaConf.to_object(OmegaConf.merge(base, defaults, overrides))
+
+
+def test_a_tiny_training_run_writes_a_folder_that_evalharness_run_evaluates(
+    tmp_path, smollm2_config, smollm2_backend
+):
+    from evalharness.encoders.backends import DecoderBackend
+    from evalharness.prompts import PromptedText
+    from evalharness.runner import run
+
+    rows = [json.loads(_row(query=r.query, pos=list(r.pos), neg=list(r.neg))) for r in ROWS[:8]]
+    data = _jsonl(tmp_path, "train.jsonl", [json.dumps(r) for r in rows])
+    cfg = _train_cfg(tmp_path, smollm2_config, data={"files": [data]})
+    out = train(cfg)
+
+    manifest = json.loads((out / "evalharness_train.json").read_text())
+    assert manifest["stats"]["steps"] == 2 and math.isfinite(manifest["stats"]["train_loss"])
+    assert manifest["data"]["train"] and manifest["base_model"]["name"] == smollm2_config.name
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model.safetensors").is_file()
+    assert sum(int(k) * n for k, n in manifest["stats"]["examples_per_query"].items()) > 0
+
+    trained = DecoderBackend(str(out), dtype="float32", device="cpu")
+    probe = [PromptedText("", "a passage about topic 1.", "", False)]
+    before, after = smollm2_backend.embed(probe, 1)[0], trained.embed(probe, 1)[0]
+    assert not np.allclose(before, after, atol=1e-4)  # the merged weights changed the vectors
+
+    eval_cfg = run_config(
+        trained_model_config(smollm2_config, out, manifest["revision"]),
+        {"benchmark": {"name": "custom", "tasks": ["LocalRetrieval"]}, "results_dir": str(tmp_path / "res"),
+         "shots": [0], "embedding_cache": None},
+        {},
+    )  # fmt: skip
+    (record,) = run(eval_cfg)
+    assert record.main_score is not None and 0 <= record.main_score <= 1
+    (result_dir,) = (tmp_path / "res").glob("results/*/*/experiments/*")
+    assert (
+        result_dir.parts[-4] == "HuggingFaceTB__SmolLM2-135M-Instruct-icl"
+        and result_dir.parts[-3] == manifest["revision"]
+    )
+
+
+def trained_model_config(base, out: Path, revision: str):
+    import dataclasses
+
+    return dataclasses.replace(base, name=base.name + "-icl", source=str(out), revision=revision)
