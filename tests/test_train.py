@@ -248,3 +248,35 @@ def trained_model_config(base, out: Path, revision: str):
     import dataclasses
 
     return dataclasses.replace(base, name=base.name + "-icl", source=str(out), revision=revision)
+
+
+# -- cross-device negatives: two real processes equal one ----------------------------------------
+
+
+def test_two_gloo_processes_with_cross_device_negatives_match_one_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.workers import ddp_loss
+
+    out = tmp_path / "ddp.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+         "-m", "tests.workers.ddp_loss", str(out)],
+        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+
+    queries, passages = ddp_loss.data()
+    model = ddp_loss.encoder()
+    loss = info_nce(model(queries), model(passages), temperature=0.05, in_batch=True)
+    loss.backward()
+    assert got["world"] == 2
+    assert got["loss"] == pytest.approx(loss.item(), rel=1e-6)
+    np.testing.assert_allclose(np.array(got["grad"]), model.weight.grad.numpy(), rtol=1e-5, atol=1e-7)
+    # without the gather each process would only see its own passages: a different loss
+    half = info_nce(model(queries[:2]), model(passages[:6]), temperature=0.05, in_batch=True).item()
+    assert half != pytest.approx(loss.item(), rel=1e-3)
