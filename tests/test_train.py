@@ -280,3 +280,43 @@ def test_two_gloo_processes_with_cross_device_negatives_match_one_process(tmp_pa
     # without the gather each process would only see its own passages: a different loss
     half = info_nce(model(queries[:2]), model(passages[:6]), temperature=0.05, in_batch=True).item()
     assert half != pytest.approx(loss.item(), rel=1e-3)
+
+
+# -- resume ----------------------------------------------------------------------------------------
+
+
+def test_a_killed_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, smollm2_config):
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    rows = [json.loads(_row(query=r.query, pos=list(r.pos), neg=list(r.neg))) for r in ROWS]
+    data = _jsonl(tmp_path, "train.jsonl", [json.dumps(r) for r in rows])
+    common = {"data": {"files": [data]}, "max_steps": 4, "save_steps": 2, "epochs": 2}
+
+    straight = train(_train_cfg(tmp_path / "a", smollm2_config, **common))
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:  # after checkpoint-2 was written, mid-way to the next
+                raise KeyboardInterrupt
+
+    cfg = _train_cfg(tmp_path / "b", smollm2_config, **common)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[Kill()])
+    assert (Path(cfg.output_dir) / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (Path(cfg.output_dir) / "model.safetensors").exists()
+    resumed = train(cfg)
+
+    a, b = (
+        load_file(straight / "adapter" / "adapter_model.safetensors"),
+        load_file(resumed / "adapter" / "adapter_model.safetensors"),
+    )
+    assert a.keys() == b.keys() and a
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    base = load_file(
+        train(_train_cfg(tmp_path / "c", smollm2_config, **{**common, "max_steps": 2}))
+        / "adapter"
+        / "adapter_model.safetensors"
+    )
+    assert any(not torch.allclose(a[k], base[k], atol=1e-6) for k in a)  # steps 3-4 did change the weights

@@ -55,6 +55,7 @@ class ICLCollator:
         self.example_max_tokens = example_max_tokens
         self.prefix_max_tokens = prefix_max_tokens
         self.group_size = group_size
+        self.seed = seed
         self.rng = random.Random(seed)
         self.layout = special_layout(tokenizer)
         pad = tokenizer.pad_token_id
@@ -133,6 +134,10 @@ class ICLCollator:
         batch: list[TrainRow] = (
             list(features[0]) if len(features) == 1 and isinstance(features[0], list) else list(features)
         )
+        # the draw depends only on the seed and the batch, so a run resumed from a checkpoint gives the
+        # same examples and negatives as one that never stopped
+        self.rng = random.Random(f"{self.seed}:" + "|".join(r.source or r.query for r in batch))
+
         queries, passages, n_examples = [], [], []
         for i, row in enumerate(batch):
             examples = self._examples(batch, i)

@@ -64,8 +64,9 @@ def validate(cfg: TrainConfig) -> TrainPlan:
     return TrainPlan(datasets, batches(datasets, cfg.batch_size, cfg.seed, cfg.epochs), template)
 
 
-def train(cfg: TrainConfig, plan: TrainPlan | None = None) -> Path:
-    """Train, resume from the last checkpoint in `output_dir` if there is one, write the output."""
+def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[Any] | None = None) -> Path:
+    """Train, resume from the last checkpoint in `output_dir` if there is one, write the output.
+    `callbacks`: transformers TrainerCallbacks (trackers, early stopping, tests' kill switches)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     from evalharness.train.collator import ICLCollator
@@ -98,6 +99,7 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None) -> Path:
         data_collator=collator,
         temperature=cfg.temperature,
         cross_device=cfg.cross_device_negatives,
+        callbacks=callbacks,
     )
     checkpoint_dir = Path(args.output_dir)
     last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None

@@ -80,7 +80,7 @@ def _lora_layers(layers: list[int], n_layers: int) -> list[int] | None:
 def load_model(cfg: TrainConfig) -> tuple[Any, Any]:
     """The base decoder (AutoModel, as the backend loads it) with LoRA adapters, and its tokenizer."""
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer, set_seed
 
     from evalharness.encoders.backends import resolve_device, resolve_dtype
     from evalharness.encoders.loading import resolve_source
@@ -106,6 +106,7 @@ def load_model(cfg: TrainConfig) -> tuple[Any, Any]:
         layers_pattern="layers" if cfg.lora.layers else None,  # AutoModel names them layers.N
         modules_to_save=modules_to_save,
     )
+    set_seed(cfg.seed)  # LoRA's initial weights: the same seed gives the same run
     model = get_peft_model(model, lora)
     if cfg.gradient_checkpointing:
         model.enable_input_require_grads()
