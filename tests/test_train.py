@@ -320,3 +320,67 @@ def test_a_killed_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(tmp_
         / "adapter_model.safetensors"
     )
     assert any(not torch.allclose(a[k], base[k], atol=1e-6) for k in a)  # steps 3-4 did change the weights
+
+
+# -- hard-negative mining ----------------------------------------------------------------------------
+
+
+class LookupBackend:
+    """Vectors we control: each text's vector is looked up, so the expected ranking is exact."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def embed(self, items, batch_size):
+        return np.array([self.table[it.text] for it in items], dtype=np.float32)
+
+
+def _mining_case():
+    from evalharness.train.data import Dataset
+
+    rng = np.random.default_rng(3)
+    rows = [TrainRow(f"q{i}", (f"p{i}",), (), "inst", "retrieval", source=f"m:{i}") for i in range(3)]
+    rows.append(TrainRow("q3", ("p3",), tuple(f"n{j}" for j in range(6)), "inst", "retrieval", source="m:3"))
+    texts = [*(f"q{i}" for i in range(4)), *(f"p{i}" for i in range(4)), *(f"n{j}" for j in range(6))]
+    return Dataset("mine", rows), {t: rng.normal(size=8) for t in texts}
+
+
+def test_mined_negatives_come_from_the_rank_range_without_positives():
+    from evalharness.train.mine import mine_hard_negatives
+
+    dataset, table = _mining_case()
+    mined = mine_hard_negatives(
+        dataset, LookupBackend(table), get_template("plain"), negatives=2, rank_range=(1, 5)
+    )
+    corpus = [*(f"p{i}" for i in range(4)), *(f"n{j}" for j in range(6))]
+    unit = {t: v / np.linalg.norm(v) for t, v in table.items()}
+    for row in mined.rows[:3]:
+        ranked = sorted(corpus, key=lambda t: -float(unit[row.query] @ unit[t]))  # independent exact search
+        allowed = [t for t in ranked[1:5] if t not in row.pos]
+        assert len(row.neg) == 2 and set(row.neg) <= set(allowed) and row.pos[0] not in row.neg
+    assert mined.rows[3] == dataset.rows[3]  # rows with negatives keep theirs
+    again = mine_hard_negatives(
+        dataset, LookupBackend(table), get_template("plain"), negatives=2, rank_range=(1, 5)
+    )
+    assert again.rows == mined.rows  # seeded
+
+
+def test_too_few_candidates_in_range_are_filled_from_the_corpus_with_a_warning(caplog):
+    from evalharness.train.mine import mine_hard_negatives
+
+    dataset, table = _mining_case()
+    with caplog.at_level(logging.WARNING, logger="evalharness"):
+        mined = mine_hard_negatives(
+            dataset, LookupBackend(table), get_template("plain"), negatives=4, rank_range=(0, 2)
+        )
+    assert all(len(r.neg) == 4 and r.pos[0] not in r.neg and len(set(r.neg)) == 4 for r in mined.rows[:3])
+    assert any("sampled from the whole corpus" in r.getMessage() for r in caplog.records)
+
+
+def test_mining_fills_groups_that_would_otherwise_be_refused(tmp_path, smollm2_config):
+    data = _jsonl(tmp_path, "nn.jsonl", [_row(query=f"q{i}?", pos=[f"p{i}"], neg=[]) for i in range(4)])
+    with pytest.raises(TrainDataError, match="cannot fill group_size=3"):
+        validate(_train_cfg(tmp_path, smollm2_config, group_size=3, data={"files": [data]}))
+    plan = validate(_train_cfg(tmp_path, smollm2_config, group_size=3, data={"files": [data]},
+                               mine={"negatives": 2, "model": "minilm"}))  # fmt: skip
+    assert [len(r.neg) for r in plan.datasets[0].rows] == [0, 0, 0, 0]  # mined in train(), after checks

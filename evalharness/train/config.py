@@ -49,12 +49,22 @@ class LoraSettings:
 
 
 @dataclass
+class MineConfig:
+    """Hard negatives for rows without any (FlagEmbedding's `hn_mine`): 0 = off."""
+
+    negatives: int = 0  # per row; group_size - 1 fills the groups
+    rank_range: list[int] = field(default_factory=lambda: [2, 100])  # sample from these ranks
+    model: str | None = None  # a conf/model name (e.g. minilm) or YAML path; null: the base model
+
+
+@dataclass
 class TrainConfig:
     """One `evalharness train`: a base model, rows, the recipe and the engine's settings."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: TrainDataConfig = field(default_factory=TrainDataConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
+    mine: MineConfig = field(default_factory=MineConfig)
     output_dir: str = "outputs/train"
     template: str | None = None  # default: the model's (bge-icl)
     max_examples: int = 5  # k ~ U{0..max_examples} in-batch examples per query

@@ -232,18 +232,16 @@ def load_datasets(cfg: TrainDataConfig, instruction_for: Any = None) -> tuple[li
     return datasets, guard
 
 
-def batches(
-    datasets: Sequence[Dataset], batch_size: int, seed: int, epochs: float = 1.0
-) -> list[list[TrainRow]]:
-    """Same-dataset batches in a seeded order (every dataset shuffled, cut into full batches, the
-    batches interleaved); a dataset smaller than one batch gives one smaller batch."""
+def batches(datasets: Sequence[Dataset], batch_size: int, seed: int) -> list[list[TrainRow]]:
+    """One epoch of same-dataset batches in a seeded order (every dataset shuffled and cut into full
+    batches, the batches interleaved); a dataset smaller than one batch gives one smaller batch. The
+    Trainer repeats them for `epochs` (in a new order each epoch)."""
     rng = random.Random(seed)
     out: list[list[TrainRow]] = []
-    for _ in range(max(1, int(-(-epochs // 1)))):
-        for ds in datasets:
-            rows = list(ds.rows)
-            rng.shuffle(rows)
-            size = min(batch_size, len(rows))
-            out += [rows[i : i + size] for i in range(0, len(rows) - size + 1, size)]
+    for ds in datasets:
+        rows = list(ds.rows)
+        rng.shuffle(rows)
+        size = min(batch_size, len(rows))
+        out += [rows[i : i + size] for i in range(0, len(rows) - size + 1, size)]
     rng.shuffle(out)
     return out

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalharness.config import load_model_config
 from evalharness.prompts import PromptTemplate, get_template
 from evalharness.tasks.offline import scale as offline_scale
 from evalharness.train.config import TrainConfig
@@ -52,16 +53,24 @@ def validate(cfg: TrainConfig) -> TrainPlan:
     try:
         with offline_scale(cfg.data.scale):
             datasets, guard = load_datasets(cfg.data)
-            problems += check_group_size(datasets, cfg.group_size)
+            if cfg.mine.negatives < cfg.group_size - 1:  # mined negatives fill the groups otherwise
+                problems += check_group_size(datasets, cfg.group_size)
             problems += check_disjoint(datasets, guard)
     except (TrainDataError, KeyError, FileNotFoundError, ValueError) as err:
         problems.append(str(err).strip("'\""))
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         problems.append(f"output_dir={out} is a file; choose a folder")
+    if cfg.mine.negatives and len(cfg.mine.rank_range) != 2:
+        problems.append(f"mine.rank_range={cfg.mine.rank_range}; give [first, last) ranks, e.g. [2, 100]")
+    if cfg.mine.model:
+        try:
+            load_model_config(cfg.mine.model)
+        except ValueError as err:
+            problems.append(f"mine.model: {err}")
     if problems:
         raise TrainDataError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
-    return TrainPlan(datasets, batches(datasets, cfg.batch_size, cfg.seed, cfg.epochs), template)
+    return TrainPlan(datasets, batches(datasets, cfg.batch_size, cfg.seed), template)
 
 
 def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[Any] | None = None) -> Path:
@@ -79,6 +88,8 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
     )
 
     plan = plan or validate(cfg)
+    if cfg.mine.negatives:
+        plan = _with_mined_negatives(cfg, plan)
     model, tokenizer = load_model(cfg)
     collator = ICLCollator(
         tokenizer,
@@ -119,3 +130,23 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
     if trainer.is_world_process_zero():
         return write_output(cfg, trainer.model, tokenizer, plan.datasets, stats)
     return Path(cfg.output_dir)
+
+
+def _with_mined_negatives(cfg: TrainConfig, plan: TrainPlan) -> TrainPlan:
+    """Mine with the chosen embedder (or the base model), then rebuild the batches from the new rows."""
+    import dataclasses
+
+    from evalharness.encoders.loading import load_backend
+    from evalharness.train.mine import mine_hard_negatives
+
+    model_cfg = load_model_config(cfg.mine.model) if cfg.mine.model else cfg.model
+    backend = load_backend(model_cfg)
+    datasets = [
+        mine_hard_negatives(
+            ds, backend, get_template(model_cfg.template), negatives=cfg.mine.negatives,
+            rank_range=cfg.mine.rank_range, seed=cfg.seed, batch_size=model_cfg.batch_size,
+        )
+        for ds in plan.datasets
+    ]  # fmt: skip
+    del backend
+    return dataclasses.replace(plan, datasets=datasets, batches=batches(datasets, cfg.batch_size, cfg.seed))
