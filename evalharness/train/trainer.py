@@ -26,8 +26,10 @@ MANIFEST = "evalharness_train.json"
 
 
 def last_token(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The final hidden state at the last position: every row's EOS under left padding."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask)
+    """The final hidden state at the last position: every row's EOS under left padding. Positions
+    start at each text's first real token, as the decoder backend passes them."""
+    positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False)
     return out.last_hidden_state[:, -1]
 
 
