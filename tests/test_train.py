@@ -384,3 +384,28 @@ def test_mining_fills_groups_that_would_otherwise_be_refused(tmp_path, smollm2_c
     plan = validate(_train_cfg(tmp_path, smollm2_config, group_size=3, data={"files": [data]},
                                mine={"negatives": 2, "model": "minilm"}))  # fmt: skip
     assert [len(r.neg) for r in plan.datasets[0].rows] == [0, 0, 0, 0]  # mined in train(), after checks
+
+
+def test_training_embeddings_equal_the_evaluation_backends_vectors(tmp_path, smollm2_config, smollm2_backend):
+    """Same ids, same pooling, same positions: before any step (LoRA's B is zero) the vectors the loss
+    sees are the vectors `evalharness run` computes, for padded queries and passages alike."""
+    from evalharness.train.trainer import last_token, load_model
+
+    model, tokenizer = load_model(_train_cfg(tmp_path, smollm2_config))
+    collator = _collator(smollm2_backend, group_size=2, seed=4)
+    batch = collator([ROWS[:4]])
+    with torch.no_grad():
+        q = last_token(model, batch["query_input_ids"], batch["query_attention_mask"]).numpy()
+        p = last_token(model, batch["passage_input_ids"], batch["passage_attention_mask"]).numpy()
+    ids = [
+        row[m.bool()].tolist()
+        for row, m in zip(batch["query_input_ids"], batch["query_attention_mask"], strict=True)
+    ]
+    pids = [
+        row[m.bool()].tolist()
+        for row, m in zip(batch["passage_input_ids"], batch["passage_attention_mask"], strict=True)
+    ]
+    assert len({len(s) for s in ids}) > 1  # padded rows are part of the check
+    for got, want in ((q, smollm2_backend.embed_ids(ids, 8)), (p, smollm2_backend.embed_ids(pids, 8))):
+        cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+        assert cos.min() > 0.9999
