@@ -4,6 +4,7 @@ submission folder read by the benchmark's own zip script, resume, dev-sampled ex
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -449,3 +450,157 @@ def test_hub_loader_path_on_2404_writes_a_submission_only(
         DATA["law"]["test"]
     )
     assert ("AIR-Bench/qa_law_en", "AIR-Bench_24.04", "corpus_default") in asked
+
+
+# --------------------------------------------------------------------------------------------------
+# The written rankings against an independent exact search on vectors the test controls
+# --------------------------------------------------------------------------------------------------
+
+RANK_TOP_K = 5  # far below the corpus size, so truncation and mis-assignment change the rankings
+RANK_DIM = 8
+TOPICS = ["apple", "bond", "cash", "debt", "equity", "fund", "gold", "hedge", "index", "loan", "yield", "margin",
+          "option", "pension", "quota", "rate"]  # fmt: skip
+RANK_CORPUS = {f"d{j:02d}": f"passage {j:02d} about {TOPICS[j % len(TOPICS)]}" for j in range(24)}
+RANK_CORPUS["d19"] = RANK_CORPUS["d07"]  # a duplicate passage: two documents tied exactly
+RANK_DEV = {f"q{i:02d}": f"dev question {i:02d} on {TOPICS[(3 * i) % len(TOPICS)]}" for i in range(6)}
+RANK_TEST = {f"t{i:02d}": f"test question {i:02d} on {TOPICS[(5 * i + 1) % len(TOPICS)]}" for i in range(5)}
+TIED_QUERY = "q02"  # its vector sits next to the duplicate passage's: d07 and d19 rank 1 and 2, tied
+
+
+def _hash_vector(text: str) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    v = np.random.default_rng(seed).normal(size=RANK_DIM)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def _rank_vectors() -> dict[str, np.ndarray]:
+    """text -> unit vector: hash-seeded, except the tied query, placed near the duplicate passage."""
+    table = {t: _hash_vector(t) for t in [*RANK_CORPUS.values(), *RANK_DEV.values(), *RANK_TEST.values()]}
+    near = table[RANK_CORPUS["d07"]] + 0.05 * _hash_vector("offset")
+    table[RANK_DEV[TIED_QUERY]] = (near / np.linalg.norm(near)).astype(np.float32)
+    return table
+
+
+class LookupBackend:
+    """Stands in for a model: each text's vector is looked up in `table` by the raw text (a query's
+    body is the instruction-wrapped query, so it is found by the one query text it contains). The test
+    thus knows every vector the search sees, independently of the code under test."""
+
+    tokens_encoded = 0
+    n_truncated = 0
+
+    def __init__(self, table: dict[str, np.ndarray], queries: list[str]) -> None:
+        self.table, self.queries = table, queries
+
+    def embed(self, items, batch_size=None, *args, **kwargs) -> np.ndarray:
+        rows = []
+        for item in items:
+            if item.is_query:
+                (text,) = [q for q in self.queries if q in item.body]
+            else:
+                text = item.body
+            rows.append(self.table[text])
+        return np.stack(rows)
+
+
+def _expected_rankings(
+    table: dict[str, np.ndarray], corpus: dict[str, str], queries: dict[str, str]
+) -> dict[str, list[tuple[str, float]]]:
+    """Brute force in float64 with numpy: every document scored by inner product, best first, equal
+    scores by the document's position in the corpus file (the code's tie rule), top RANK_TOP_K kept."""
+    ids = list(corpus)
+    docs = np.stack([table[corpus[d]] for d in ids]).astype(np.float64)
+    out = {}
+    for qid, text in queries.items():
+        scores = (docs * table[text].astype(np.float64)).sum(axis=1)  # the same sum for equal rows
+        order = sorted(range(len(ids)), key=lambda j: (-scores[j], j))
+        kept = [float(scores[j]) for j in order[: RANK_TOP_K + 1]]
+        # the data are unambiguous: neighbouring scores are far apart unless tied exactly, and no tie
+        # straddles the cut (which of two documents tied at the k-th score is kept is unspecified)
+        assert all(a == b or a - b > 1e-4 for a, b in zip(kept, kept[1:], strict=False)), qid
+        assert kept[-2] != kept[-1], qid
+        out[qid] = [(ids[j], float(scores[j])) for j in order[:RANK_TOP_K]]
+    return out
+
+
+def _write_rank_dataset(root: Path, order: np.ndarray | None) -> tuple[dict, dict, dict]:
+    """AIR-Bench__qa_finance_en (24.05, dev + test) from the RANK_* data, each file's rows in `order`
+    (a permutation seed) or as listed; dev qrels mark each query's rank-2 and rank-7 documents."""
+    rng = np.random.default_rng(order) if order is not None else None
+
+    def arranged(d: dict[str, str]) -> dict[str, str]:
+        keys = list(d) if rng is None else [list(d)[i] for i in rng.permutation(len(d))]
+        return {k: d[k] for k in keys}
+
+    corpus, dev, test = arranged(RANK_CORPUS), arranged(RANK_DEV), arranged(RANK_TEST)
+    base = root / "AIR-Bench__qa_finance_en" / VERSION / "default"
+    _jsonl(base / "corpus.jsonl", [{"id": k, "text": v} for k, v in corpus.items()])
+    _jsonl(base / "dev_queries.jsonl", [{"id": k, "text": v} for k, v in dev.items()])
+    _jsonl(base / "test_queries.jsonl", [{"id": k, "text": v} for k, v in test.items()])
+    table = _rank_vectors()
+    ids = list(RANK_CORPUS)
+    qrels = []
+    for qid, text in RANK_DEV.items():
+        scores = np.stack([table[RANK_CORPUS[d]] for d in ids]) @ table[text]
+        ranked = sorted(range(len(ids)), key=lambda j: (-scores[j], j))
+        qrels += [{"qid": qid, "docid": ids[ranked[1]], "relevance": 1}]
+        qrels += [{"qid": qid, "docid": ids[ranked[6]], "relevance": 1}]
+    _jsonl(root / "AIR-Bench__qrels-qa_finance_en-dev" / VERSION / "default" / "dev_qrels.jsonl", qrels)
+    return corpus, dev, test
+
+
+@pytest.mark.parametrize("order", [None, 7], ids=["files-as-listed", "files-shuffled"])
+@pytest.mark.parametrize(
+    ("score_block", "query_block"), [(1 << 26, 1024), (24, 4)], ids=["one-tile", "tiles-of-6-blocks-of-4"]
+)
+def test_written_rankings_equal_an_exact_search_on_known_vectors(
+    tmp_path, monkeypatch, minilm_config, order, score_block, query_block
+):
+    """Through the runner and air-benchmark's Evaluator (dev and test queries searched together, then
+    split), with a backend whose vectors the test knows: every written ranking is the top 5 of an
+    independent numpy search for that query's own vector (ids, order, scores), on the dev and the test
+    split, whatever the order of the rows in the data files and however the search tiles the corpus
+    (tiles of 6 documents and blocks of 4 queries exercise the running top-k merge)."""
+    from air_benchmark.evaluation_utils import Evaluator
+
+    from evalharness.airbench import retriever
+
+    monkeypatch.setattr(retriever, "SCORE_BLOCK", score_block)
+    monkeypatch.setattr(retriever, "QUERY_BLOCK", query_block)
+    data = tmp_path / "data"
+    corpus, dev, test = _write_rank_dataset(data, order)
+    if order is not None:  # the shuffle moved the rows (and the tied pair's order), or it tests nothing
+        assert list(dev) != sorted(dev) and list(test) != sorted(test)
+        assert list(corpus).index("d19") < list(corpus).index("d07")
+    table = _rank_vectors()
+    cfg = _cfg(
+        tmp_path,
+        minilm_config,
+        data,
+        benchmark={"airbench": {"domains": ["finance"], "search_top_k": RANK_TOP_K}},
+        examples={"strategy": "none", "root": None, "set_id": None},
+        shots=[0],
+    )
+    names, cells = validate(cfg)
+    backend = LookupBackend(table, [*RANK_DEV.values(), *RANK_TEST.values()])
+    (record,) = Runner(cfg, backend=backend).run(names, cells)
+
+    written = {}
+    for split, queries in (("dev", dev), ("test", test)):
+        (path,) = tmp_path.glob(f"air-bench/*/*/*/NoReranker/qa/finance/en_default_{split}.json")
+        info, written[split] = Evaluator.load_search_results(str(path))
+        assert info["split"] == split
+        assert set(written[split]) == set(queries)  # each split holds its own queries, no other
+        for qid, ranking in _expected_rankings(table, corpus, queries).items():
+            got = written[split][qid]
+            assert list(got) == [d for d, _ in ranking], (split, qid)
+            assert [got[d] for d, _ in ranking] == pytest.approx([s for _, s in ranking], abs=1e-5)
+    # the tie: equal scores, and the document listed first in the corpus file ranks first
+    tied = written["dev"][TIED_QUERY]
+    assert list(tied)[:2] == [d for d in corpus if d in ("d07", "d19")] and tied["d07"] == tied["d19"]
+
+    # the stored nDCG@10 is that of the expected rankings (air-benchmark rounds to 4 decimals)
+    expected_dev = {q: dict(r) for q, r in _expected_rankings(table, corpus, dev).items()}
+    qrels = LocalDataLoader(data, VERSION).load_qrels("qa", "finance", "en", "default", split="dev")
+    ndcg = _pytrec({q: dict(d) for q, d in qrels.items()}, expected_dev, "ndcg_cut.10", "ndcg_cut_10")
+    assert 0 < ndcg < 1 and record.main_score == pytest.approx(ndcg, abs=5e-5)

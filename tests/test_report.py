@@ -1,13 +1,14 @@
-"""Report aggregates against hand-computed values and mteb's own Benchmark.get_score, the published-number
-transcription, the HTML/PNG outputs, missing results, the CLI and the notebook."""
+"""Report aggregates against hand-computed values and mteb's own Benchmark.get_score, the published numbers
+(Table 8 -> Table 1; figure by figure against the reference in tests/test_published.py), the HTML/PNG
+outputs, missing results, the CLI and the notebook."""
 
 from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import mteb
@@ -30,11 +31,11 @@ from evalharness.report import (
     task_table,
     write_report,
 )
-from evalharness.results import load
-from tests.test_results import CQA, cell_dir, write_fixture
+from evalharness.results import COLUMNS, load
+from evalharness.runner import Cell
+from tests.test_results import CQA, MODELS, cell_dir, write_cell, write_fixture
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference" / "published-results.md"
 BGE, OTHER = "BAAI/bge-en-icl", "org/other-model"
 ZERO, FEW = "0-shot", "3-shot file v1"
 # Hand-computed from tests/test_results.SCORES (x100). CQADupstack = mean of its 12 sub-tasks:
@@ -189,43 +190,6 @@ def test_other_table8_models_reproduce_table1_within_the_papers_own_slack():
             assert got == pytest.approx(value, abs=0.2), (model, category)
 
 
-def _reference_tables() -> dict[str, list[list[str]]]:
-    sections: dict[str, list[list[str]]] = {}
-    title = ""
-    for line in REFERENCE.read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
-            title = line[3:]
-            sections[title] = []
-        elif line.startswith("|") and not re.fullmatch(r"[|\-: ]+", line):
-            sections[title].append([c.strip().strip("*") for c in line.strip().strip("|").split("|")])
-    return sections
-
-
-@pytest.mark.skipif(not REFERENCE.exists(), reason="shared/reference is not next to the repository")
-def test_every_transcribed_figure_matches_the_reference_file():
-    pub = load_published()
-    ref = _reference_tables()
-    table8 = next(rows for t, rows in ref.items() if t.startswith("3. Table 8"))
-    ours8 = pub.tasks[pub.tasks["table"] == "table8"]
-    values8 = sorted(float(c) for row in table8[1:] if row[0] != "MTEB Average (56)" for c in row[1:8])
-    assert sorted(ours8["score"]) == pytest.approx(values8)
-    table9 = next(rows for t, rows in ref.items() if t.startswith("4. Table 9"))
-    ours9 = pub.tasks[pub.tasks["table"] == "table9"]
-    assert sorted(ours9["score"]) == pytest.approx(
-        sorted(float(c) for row in table9[1:] if not row[0].startswith("Average") for c in row[2:4])
-    )
-    for prefix, key in (("2. Table 1", "table1"), ("5. Table 2", "table2"), ("6. Table 3", "table3")):
-        rows = next(r for t, r in ref.items() if t.startswith(prefix))
-        ref_values = sorted(float(c) for row in rows[1:] if row[1] for c in row[1:])
-        frame = pub.categories if key == "table1" else pub.airbench
-        assert sorted(frame.loc[frame["table"] == key, "score"]) == pytest.approx(ref_values), key
-    # row by row for the model the harness is about
-    row = next(r for r in table8 if r[0] == "ArguAna")
-    bge = published_task_table(pub, "BAAI/bge-en-icl")
-    assert bge.loc[("Retrieval", "ArguAna"), "zero-shot"] == float(row[6])
-    assert bge.loc[("Retrieval", "ArguAna"), "few-shot"] == float(row[7])
-
-
 def test_in_domain_tasks_follow_the_paper():
     pub = load_published()
     flags = pub.in_domain["BAAI/bge-en-icl"]
@@ -274,7 +238,6 @@ def test_markdown_has_every_section(written):
         assert title in text
     assert "▲ +10.00" in text and "▲ +1.00" in text and "▼ −5.00" in text
     assert "Missing or partial" not in text
-    assert (out / "scores.csv").stat().st_size > 0
 
 
 def test_html_is_one_self_contained_page_with_every_table_and_plot(written):
@@ -327,38 +290,229 @@ def test_missing_and_partial_results_are_listed_and_the_rest_reported(fixture_di
     assert rep.tasks.loc[("Retrieval", "SciFact"), (OTHER, FEW)] == pytest.approx(60.0)
 
 
-def test_cli_report_options_and_a_missing_folder(fixture_dir, tmp_path, capsys):
+def test_scores_csv_rows_are_the_selected_main_scores(fixture_dir, tmp_path):
+    """scores.csv is `load(...).main()` without its flags: one row per cell, task, selected split and
+    subset, the main metric only, with its value. A SciFact file that also holds a train split (not what
+    SciFact is scored on) and every task's second metric stay out."""
+    root = tmp_path / "with-train-split"
+    shutil.copytree(fixture_dir, root)
+
+    def entry(v: float) -> dict[str, float]:
+        return {"ndcg_at_10": v, "main_score": v, "extra_metric": v / 2}
+
+    TaskResult.from_task_results(
+        mteb.get_task("SciFact"), {"test": {"default": entry(0.62)}, "train": {"default": entry(0.99)}}, 1.0
+    ).to_disk(cell_dir(root, BGE, 3) / "SciFact.json")
+    write_report(root, tmp_path / "out", plots=False)
+    csv = pd.read_csv(tmp_path / "out" / "scores.csv", keep_default_na=False)
+    main = load(root).main()
+    assert list(csv.columns) == [c for c in COLUMNS if c not in ("is_main", "selected")]
+    assert len(csv) == len(main) == 2 * 2 * 14  # models x cells x (12 CQADupstack forums + 2)
+    key = ["model", "experiment", "task", "split", "subset", "metric"]
+    got = dict(zip(map(tuple, csv[key].to_numpy()), csv["score"], strict=True))
+    want = dict(zip(map(tuple, main[key].astype(str).to_numpy()), main["score"], strict=True))
+    assert got == pytest.approx(want)
+    assert set(csv["split"]) == {"test"} and set(csv["metric"]) == {"ndcg_at_10", "cosine_spearman"}
+    by_hand = {  # tests/test_results.SCORES
+        (BGE, 0, "SciFact"): 0.60, (BGE, 3, "SciFact"): 0.62, (OTHER, 3, "STS12"): 0.86,
+        (BGE, 3, "CQADupstackGisRetrieval"): 0.43, (OTHER, 0, "CQADupstackTexRetrieval"): 0.50,
+    }  # fmt: skip
+    for (model, shots, task), score in by_hand.items():
+        (row,) = csv[(csv["model"] == model) & (csv["shots"] == shots) & (csv["task"] == task)].itertuples()
+        assert row.score == pytest.approx(score) and row.revision == MODELS[model]
+
+
+def _md_table(text: str, heading: str) -> dict[str, dict[str, str]]:
+    """The Markdown table under `## heading` (or `### heading`): row label -> column -> cell text; the
+    row label is the task where there is a task column, else the first cell."""
+    section = re.split(rf"^#+ {re.escape(heading)}\n", text, flags=re.M)[1].split("\n#")[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    label = header.index("task") if "task" in header else 0
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[label]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+def _signed(cell: str) -> float:
+    """'▼ −3.00' -> -3.0, '▲ +7.00' -> 7.0, '0.00' -> 0.0"""
+    return float(cell.strip("▲▼ ").replace("−", "-"))
+
+
+# bge-en-icl 1-shot (file v1): CQADupstack forums 0.33 + 0.01 i (mean 38.5), SciFact 61.5, STS12 79.0
+ONE_SHOT = Cell(1, "file", None, "bge-icl", "v1")
+ONE_SHOT_SCORES = {**{name: 0.33 + 0.01 * i for i, name in enumerate(CQA)}, "SciFact": 0.615, "STS12": 0.79}
+
+
+def test_cli_report_baseline_reference_and_out(fixture_dir, tmp_path, capsys):
+    """`--baseline 1`: every Δ is against the same model's 1-shot column (0-shot below it, 3-shot above),
+    by hand; a model without a 1-shot column gets no Δ and is named. `--reference paper` adds the paper's
+    figures. `--out` writes everything there and nothing next to the results; without it the report goes
+    next to the results."""
     from evalharness.cli import main
 
+    root = tmp_path / "results"
+    shutil.copytree(fixture_dir, root)
+    write_cell(root, BGE, ONE_SHOT, ONE_SHOT_SCORES)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
     out = tmp_path / "cli"
-    assert (
-        main(["report", str(fixture_dir), "--baseline", "3", "--reference", "paper", "--out", str(out)]) == 0
-    )
+    assert main(["report", str(root), "--baseline", "1", "--reference", "paper", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert (
-        "Δ vs 3-shot" in printed
-        and (out / "report.html").exists()
-        and (out / "plots" / "heatmap.png").exists()
-    )
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert text in printed
+
+    per_task = _md_table(text, "Δ vs 1-shot, per task")
+    columns = ["bge-en-icl 0-shot", "bge-en-icl 3-shot file v1"]
+    assert list(per_task["SciFact"])[2:] == columns  # only bge-en-icl has a 1-shot baseline
+    zero, three = columns
+    assert {(t, c): _signed(r[c]) for t, r in per_task.items() for c in columns} == pytest.approx({
+        ("CQADupstackRetrieval", zero): 35.5 - 38.5, ("CQADupstackRetrieval", three): 45.5 - 38.5,
+        ("SciFact", zero): 60.0 - 61.5, ("SciFact", three): 62.0 - 61.5,
+        ("STS12", zero): 80.0 - 79.0, ("STS12", three): 81.0 - 79.0,
+    })  # fmt: skip
+    assert per_task["CQADupstackRetrieval"]["bge-en-icl 0-shot"] == "▼ −3.00"
+    assert per_task["CQADupstackRetrieval"]["bge-en-icl 3-shot file v1"] == "▲ +7.00"
+    per_type = _md_table(text, "Δ vs 1-shot, per type (mean of per-task Δ)")
+    got = {(t, c): _signed(per_type[t][c]) for t in ("Retrieval", "STS", "mean (tasks)") for c in columns}
+    assert got == pytest.approx({
+        ("Retrieval", zero): -2.25, ("Retrieval", three): 3.75, ("STS", zero): 1.0, ("STS", three): 2.0,
+        ("mean (tasks)", zero): -3.5 / 3, ("mean (tasks)", three): 9.5 / 3,
+    }, abs=0.005)  # fmt: skip
+    assert "org/other-model: no 1-shot results, so no Δ" in text
+    assert "Δ vs 0-shot" not in text and "Δ vs 3-shot" not in text
+    paper = _md_table(text, "BAAI/bge-en-icl: per task (in-domain = in the model's training data)")
+    assert paper["SciFact"]["0-shot paper zero-shot"] == "78.33"
+
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"report.md", "report.html", "scores.csv", "plots/heatmap.png"} <= written
+    assert len(pd.read_csv(out / "scores.csv")) == 5 * 14  # five cells now
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing next to the results
+
+    assert main(["report", str(root)]) == 0  # default: next to the results, Δ vs 0-shot
+    assert "## Δ vs 0-shot, per task" in (root / "report.md").read_text(encoding="utf-8")
+    assert (root / "scores.csv").exists() and (root / "plots" / "heatmap.png").exists()
+
+
+def test_cli_report_on_a_missing_folder_says_what_a_results_folder_is(tmp_path, capsys):
+    from evalharness.cli import main
+
     assert main(["report", str(tmp_path / "nope")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not exist (expected " in err and "/results/<org>__<model>/<revision>/" in err
+    assert not (tmp_path / "nope").exists()
 
 
-def test_notebook_executes(fixture_dir, tmp_path):
+class _Tables(HTMLParser):
+    """The <table>s of HTML outputs (pandas' and Styler's): header rows with colspans expanded, and body
+    rows as row labels -> cell texts, a label spanning rows (rowspan) carried down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[dict[str, list]] = []
+        self._part, self._cell = "head", None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"head": [], "body": []})
+        elif tag in ("thead", "tbody"):
+            self._part = "head" if tag == "thead" else "body"
+        elif tag == "tr" and self.tables:
+            self.tables[-1][self._part].append([])
+        elif tag in ("th", "td") and self.tables:
+            self._cell = [tag, "", int(dict(attrs).get("colspan") or 1)]
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[1] += data
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self._cell is not None:
+            self.tables[-1][self._part][-1].append((self._cell[0], self._cell[1].strip(), self._cell[2]))
+            self._cell = None
+
+    def parsed(self) -> list[tuple[list[list[str]], dict[tuple[str, ...], list[str]]]]:
+        out = []
+        for table in self.tables:
+            head = [[text for _, text, span in row for _ in range(span)] for row in table["head"]]
+            levels = max((sum(tag == "th" for tag, _, _ in row) for row in table["body"]), default=0)
+            rows: dict[tuple[str, ...], list[str]] = {}
+            labels: list[str] = []
+            for row in table["body"]:
+                own = [text for tag, text, _ in row if tag == "th"]
+                labels = labels[: levels - len(own)] + own
+                rows[tuple(labels)] = [text for tag, text, _ in row if tag == "td"]
+            out.append((head, rows))
+        return out
+
+
+def _shows(tables, frame: pd.DataFrame) -> bool:
+    """Whether one of the parsed HTML tables shows `frame`: each level of its column labels in order,
+    its row labels, and every value (numbers as displayed, to 2 decimals)."""
+
+    def same(text: str, value) -> bool:
+        if isinstance(value, float) and pd.isna(value):
+            return text in ("", "NaN", "nan")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                return abs(float(text) - value) < 0.006
+            except ValueError:
+                return False
+        return text == str(value)
+
+    n = len(frame.columns)
+    levels = [list(map(str, frame.columns.get_level_values(i))) for i in range(frame.columns.nlevels)]
+    keys = [tuple(map(str, ix if isinstance(ix, tuple) else (ix,))) for ix in frame.index]
+    for head, rows in tables:
+        if not all(any(row[-n:] == level for row in head) for level in levels):
+            continue
+        if not all(k in rows and len(rows[k]) == n for k in keys):
+            continue
+        if all(
+            same(text, value)
+            for k, (_, values) in zip(keys, frame.iterrows(), strict=True)
+            for text, value in zip(rows[k], values, strict=True)
+        ):
+            return True
+    return False
+
+
+def test_notebook_shows_the_reports_numbers(fixture_dir, tmp_path, monkeypatch):
+    """Executed on the fixture, the notebook's outputs hold the same tables as `build_report`: per-task
+    scores, the MTEB-style summary, Δ vs 0-shot per task, the Borda rank and the paper comparison, every
+    number as the report has it (and the report's are the hand-computed ones), plus its three plots."""
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(REPO / "notebooks" / "report.ipynb", as_version=4)
-    os.environ["EVALHARNESS_RESULTS"] = str(fixture_dir)
-    try:
-        NotebookClient(
-            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-        ).execute()
-    finally:
-        os.environ.pop("EVALHARNESS_RESULTS")
+    monkeypatch.setenv("EVALHARNESS_RESULTS", str(fixture_dir))  # the kernel inherits it
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any("image/png" in o.get("data", {}) for o in outputs)
+    parser = _Tables()
+    for o in outputs:
+        parser.feed(o.get("data", {}).get("text/html", ""))
+    tables = parser.parsed()
+
+    rep = build_report(fixture_dir, 0, "paper")
+    for column, scores in TASKS.items():
+        assert rep.tasks[column].droplevel("type").to_dict() == pytest.approx(scores)
+    delta = rep.delta_tasks.copy()
+    delta.columns = [" · ".join(c) for c in delta.columns]  # the notebook pivots deltas() by "column"
+    assert delta.loc[("Retrieval", "CQADupstackRetrieval"), f"{BGE} · {FEW}"] == pytest.approx(10.0)
+    (ref,) = rep.reference
+    expected = {
+        "per task": rep.tasks,
+        "summary": rep.summary,
+        "Δ per task": delta,
+        "Borda rank": rep.borda,
+        "paper, per task": ref.tasks,
+        "paper, per type": ref.categories,
+    }
+    missing = [name for name, frame in expected.items() if not _shows(tables, frame)]
+    assert not missing, f"the notebook does not show the report's {missing}"
+    pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 3 and all(len(o["data"]["image/png"]) > 10_000 for o in pngs)
 
 
 def test_airbench_results_are_laid_out_like_tables_2_and_3(fixture_dir, tmp_path):

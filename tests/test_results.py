@@ -44,30 +44,38 @@ def task_result(name: str, score: float) -> TaskResult:
     return TaskResult.from_task_results(task, {"test": {"default": entry}}, evaluation_time=1.0)
 
 
-def cell_dir(root: Path, model: str, shots: int) -> Path:
+def cell_dir(root: Path, model: str, shots: int, cell: Cell | None = None) -> Path:
     rev = MODELS[model]
-    return root / "results" / model.replace("/", "__") / rev / "experiments" / experiment_name(CELLS[shots])
+    name = experiment_name(cell or CELLS[shots])
+    return root / "results" / model.replace("/", "__") / rev / "experiments" / name
+
+
+def write_cell(root: Path, model: str, cell: Cell, tasks: dict[str, float]) -> Path:
+    """One experiment folder of ours: a task file per task (main score `tasks[name]`), model_meta.json
+    and a manifest that marks every task done."""
+    folder = cell_dir(root, model, cell.shots, cell)
+    folder.mkdir(parents=True)
+    manifest = {
+        "cell": {**cell.__dict__},
+        "model": model,
+        "config": {"benchmark": {"name": "fixture"}},
+        "tasks": {},
+    }
+    for name, score in tasks.items():
+        task_result(name, score).to_disk(folder / f"{name}.json")
+        manifest["tasks"][name] = {"status": "done", "main_score": score}
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (folder / "model_meta.json").write_text(json.dumps({"name": model, "revision": MODELS[model]}))
+    return folder
 
 
 def write_fixture(root: Path) -> Path:
     """Our layout: task files, model_meta.json and manifest.json in one experiment folder per cell."""
     for (model, shots), scores in SCORES.items():
-        folder = cell_dir(root, model, shots)
-        folder.mkdir(parents=True)
         base, step = scores["cqa"]
         tasks = {name: base + step * i for i, name in enumerate(CQA)}
         tasks.update(SciFact=scores["SciFact"], STS12=scores["STS12"])
-        manifest = {
-            "cell": {**CELLS[shots].__dict__},
-            "model": model,
-            "config": {"benchmark": {"name": "fixture"}},
-            "tasks": {},
-        }
-        for name, score in tasks.items():
-            task_result(name, score).to_disk(folder / f"{name}.json")
-            manifest["tasks"][name] = {"status": "done", "main_score": score}
-        (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-        (folder / "model_meta.json").write_text(json.dumps({"name": model, "revision": MODELS[model]}))
+        write_cell(root, model, CELLS[shots], tasks)
     return root
 
 
