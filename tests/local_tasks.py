@@ -109,6 +109,33 @@ class LocalClassification(AbsTaskClassification):
         self.data_loaded = True
 
 
+CLS_DEV = [
+    ("Lovely, would come back", 1),
+    ("Pleasant and friendly", 1),
+    ("Dreadful noise all night", 0),
+    ("Cold food and slow service", 0),
+]
+
+
+class LocalDevClassification(LocalClassification):
+    """Two splits to take examples from (train, dev); only test is evaluated."""
+
+    metadata = TaskMetadata(
+        name="LocalDevClassification",
+        type="Classification",
+        main_score="accuracy",
+        dataset={"path": "local/classification-dev", "revision": "1"},
+        **COMMON,
+    )
+
+    def load_data(self, num_proc=None, **kwargs):
+        if self.data_loaded:
+            return
+        rows = lambda data: Dataset.from_list([{"text": t, "label": y} for t, y in data])  # noqa: E731
+        self.dataset = DatasetDict({"train": rows(CLS_TRAIN), "dev": rows(CLS_DEV), "test": rows(CLS_TEST)})
+        self.data_loaded = True
+
+
 STS_TEST = [
     ("A man is playing a guitar.", "A man plays the guitar.", 4.8),
     ("A woman is slicing onions.", "Someone is cutting an onion.", 4.2),
@@ -172,5 +199,5 @@ def register() -> None:
     """mteb resolves task names when results are loaded; local tasks must be in its registry."""
     from mteb.get_tasks import _TASKS_REGISTRY
 
-    for cls in (LocalRetrieval, LocalClassification, LocalSTS, LocalTwoSplitSTS):
+    for cls in (LocalRetrieval, LocalClassification, LocalDevClassification, LocalSTS, LocalTwoSplitSTS):
         _TASKS_REGISTRY[cls.metadata.name] = cls

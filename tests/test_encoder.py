@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -236,6 +238,14 @@ def test_mteb_evaluate_zero_and_two_shot(tmp_path, smollm2_config, smollm2_backe
     assert stored["scores"]["test"][0]["main_score"] == pytest.approx(runs[2][1]["LocalRetrieval"])
 
 
+def _paths(backend) -> Counter:
+    """Forward passes so far per code path, over all devices."""
+    out: Counter = Counter()
+    for (path, _device), n in backend.forwards.items():
+        out[path] += n
+    return out
+
+
 @pytest.mark.parametrize("packing", [True, False], ids=["packed", "expanded"])
 def test_prefix_cache_matches_uncached_path(smollm2_backend, packing):
     """Shared prefix run once vs the reference's full re-encoding: same vectors, fewer tokens, both
@@ -258,9 +268,10 @@ def test_prefix_cache_matches_uncached_path(smollm2_backend, packing):
     assert smollm2_backend._packing, "SmolLM2 runs sdpa attention, which takes packed continuations"
     smollm2_backend._packing = packing
     try:
-        before = smollm2_backend.tokens_encoded
+        before, forwards = smollm2_backend.tokens_encoded, _paths(smollm2_backend)
         cached = smollm2_backend.embed(items, batch_size=4)
         cached_tokens = smollm2_backend.tokens_encoded - before
+        ran = _paths(smollm2_backend) - forwards
         # a second call with the same prefix reuses its key/values: only the continuations run
         before = smollm2_backend.tokens_encoded
         again = smollm2_backend.embed(items[:-1], batch_size=4)
@@ -271,11 +282,16 @@ def test_prefix_cache_matches_uncached_path(smollm2_backend, packing):
         cleared_tokens = smollm2_backend.tokens_encoded - before
     finally:
         smollm2_backend._packing = True
+    # the path asked for is the path that ran (the other gives the same vectors, so a silent
+    # fallback would pass every check below): prefix once, continuations on it, passage uncached
+    path = "packed" if packing else "expanded"
+    assert set(ran) == {"prefix", path, "uncached"} and ran["prefix"] == 1, ran
     smollm2_backend.prefix_cache = False
     try:
-        before = smollm2_backend.tokens_encoded
+        before, forwards = smollm2_backend.tokens_encoded, _paths(smollm2_backend)
         uncached = smollm2_backend.embed(items, batch_size=4)
         uncached_tokens = smollm2_backend.tokens_encoded - before
+        assert set(_paths(smollm2_backend) - forwards) == {"uncached"}
     finally:
         smollm2_backend.prefix_cache = True
     unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
@@ -309,3 +325,85 @@ def test_packing_is_off_where_a_sliding_window_would_apply(smollm2_backend):
         assert smollm2_backend._packable(64) and not smollm2_backend._packable(65)
     finally:
         config.sliding_window = None
+
+
+class _MeetFirst:
+    """A replica's model whose first forward waits until every replica has started one: a batch
+    that no second replica takes times the barrier out, so "the second device did work" is checked
+    without relying on thread timing."""
+
+    def __init__(self, model, barrier):
+        self._model, self._barrier, self._met = model, barrier, False
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def __call__(self, *args, **kwargs):
+        if not self._met:
+            self._met = True
+            self._barrier.wait()
+        return self._model(*args, **kwargs)
+
+
+def test_data_parallel_replicas_each_hold_their_prefix_and_both_work(smollm2_backend):
+    """model.devices=[...]: one model per device, batches shared out, each device running the shared
+    prefix once into its own key/value cache; same vectors as one device. "cpu:0" is a second device
+    name for the CPU, so the replica is a real copy of the model (two "cpu" entries share one)."""
+    import threading
+
+    from evalharness.encoders.backends import DecoderBackend, Replica
+    from evalharness.prompts import PromptedText, get_template
+
+    backend = DecoderBackend(
+        "unused",  # model and tokenizer are given
+        model=smollm2_backend.model,
+        tokenizer=smollm2_backend.tokenizer,
+        devices=["cpu", "cpu:0"],
+    )
+    assert [r.device for r in backend.replicas] == ["cpu", "cpu:0"]
+    assert backend.replicas[1].model is not backend.replicas[0].model
+    barrier = threading.Barrier(2, timeout=20)
+    backend.replicas = [Replica(r.device, _MeetFirst(r.model, barrier)) for r in backend.replicas]
+    tpl = get_template("bge-icl")
+    prefix = tpl.render_prefix([Example("Capital city of Germany?", "Berlin.")], "Retrieve (replicas).")
+    queries = ["rivers of Africa", "the capital of Spain", "food", "a language for memory safety"]
+    items = [PromptedText(prefix, tpl.wrap_query(q, "Retrieve."), tpl.suffix, True) for q in queries]
+    got = backend.embed(items, batch_size=2)  # 2 packs for 2 replicas
+    assert set(backend._prefix_kvs) == {"cpu", "cpu:0"}
+    assert backend._prefix_kvs["cpu"][1] is not backend._prefix_kvs["cpu:0"][1]
+    for device in ("cpu", "cpu:0"):
+        assert backend.forwards["prefix", device] == 1  # each device ran the prefix once, for itself
+        assert backend.forwards["packed", device] >= 1  # ... and continuations on top of it
+    assert backend.forwards["packed", "cpu"] + backend.forwards["packed", "cpu:0"] == 2
+    single = smollm2_backend.embed(items, batch_size=2)
+    np.testing.assert_allclose(got, single, rtol=1e-4, atol=1e-4)
+
+
+class _TextVectors:
+    """A backend whose vector is a function of the text alone, recording each call's texts."""
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def embed(self, items, batch_size):
+        self.calls.append([it.body for it in items])
+        return np.stack(
+            [np.random.default_rng(zlib.crc32(it.text.encode())).normal(size=8) for it in items]
+        ).astype(np.float32)
+
+
+def test_texts_are_encoded_in_chunks_with_the_same_vectors(smollm2_config, monkeypatch):
+    """encode streams its texts through prompting and the model ENCODE_CHUNK at a time (8,192: memory
+    holds one chunk's tokens); the chunks together give the vectors of one pass, in order."""
+    import evalharness.encoders.icl as icl
+
+    texts = [f"passage {i}: " + "word " * i for i in range(8)]
+    meta = local_tasks.LocalRetrieval.metadata
+    kwargs = dict(task_metadata=meta, hf_split="test", hf_subset="default", prompt_type=PromptType.document)
+    whole_backend, chunked_backend = _TextVectors(), _TextVectors()
+    whole = ICLEncoder(smollm2_config, backend=whole_backend).encode(_loader(texts, 4), **kwargs)
+    assert icl.ENCODE_CHUNK == 8192 and whole_backend.calls == [texts]
+    monkeypatch.setattr(icl, "ENCODE_CHUNK", 3)
+    chunked = ICLEncoder(smollm2_config, backend=chunked_backend).encode(_loader(texts, 4), **kwargs)
+    assert chunked_backend.calls == [texts[0:3], texts[3:6], texts[6:8]]
+    np.testing.assert_array_equal(chunked, whole)

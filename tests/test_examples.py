@@ -562,6 +562,44 @@ def test_check_disjoint():
     )
 
 
+def test_check_disjoint_refuses_a_response_from_the_evaluated_split():
+    """The answer side leaks too: a demonstration whose response is an evaluated text."""
+    with pytest.raises(ExampleError) as err:
+        check_disjoint([Example("great film", " awful plot", source="train:0")], ["awful plot"], "T", "test")
+    assert "train:0 (response 'awful plot') also appear in the evaluated split 'test'" in str(err.value)
+
+
+def sts_response_overlap_data():
+    """STS train pairs whose *second* sentence (the example's response) is a test sentence."""
+
+    def rows(pairs):
+        return Dataset.from_list([{"sentence1": a, "sentence2": b, "score": s} for a, b, s in pairs])
+
+    return DatasetDict(
+        {
+            "train": rows(
+                [("A cat sits.", "A man is singing.", 4.5), ("A dog runs.", "A dog is running.", 4.8)]
+            ),
+            "test": rows(
+                [("A man sings.", "A man is singing.", 5.0), ("Stocks fell.", "Markets drop.", 4.0)]
+            ),
+        }
+    )
+
+
+def test_train_and_knn_examples_refuse_a_response_that_is_an_evaluated_text():
+    task = make_task(AbsTaskSTS, "TinyOverlapSTS", "STS", "cosine_spearman", sts_response_overlap_data)
+    examples = TrainExamples([task], shots=2, seed=0)  # the whole pool: train:0's response is a test text
+    assert examples.check() == [
+        "task TinyOverlapSTS: example(s) train:0 (response 'A man is singing.') also appear in the evaluated "
+        "split 'test'; examples must come from a split other than the evaluated one (pick another split or "
+        "seed, or use strategy 'file')"
+    ]
+    # knn pools drop such an entry instead of refusing (a pool is large)
+    knn = build_example_set("knn", shots=1, tasks=[task])
+    assert [e.source for e in knn.pools["TinyOverlapSTS"]] == ["train:1"]
+
+
 def test_train_examples_refuses_eval_split():
     with pytest.raises(ExampleError) as err:
         TrainExamples({"TinyClassification": classification_task()}, shots=2, seed=0, split="test")

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -64,32 +69,34 @@ def _snapshot(tmp_path, corpus_lines: list[str]) -> str:
     return str(tmp_path / "snap")
 
 
-# (id, overrides builder, expected message fragment)
+# (id, overrides builder, expected message fragment). Each fragment holds words that only the check
+# itself writes (what is wrong and the fix), never just an echo of the input value or of a path: an
+# echo would also match an unrelated error about the same value (see the test's own guard).
 BAD_INPUTS = [
-    ("shots-not-int", lambda t: {"shots": [0, "x"]}, "every value must be an integer"),
-    ("shots-negative", lambda t: {"shots": [-2]}, "shots=-2 is invalid"),
-    ("template-unknown", lambda t: {"template": "bge"}, "unknown template 'bge'"),
-    ("strategy-unknown", lambda t: {"examples": {"strategy": "random"}}, "examples.strategy='random'"),
-    ("scale-unknown", lambda t: {"benchmark": {"scale": "huge"}}, "benchmark.scale='huge'"),
-    ("benchmark-unknown", lambda t: {"benchmark": {"name": "MTEB(eng, v9)", "tasks": []}}, "unknown benchmark 'MTEB(eng, v9)'"),
-    ("task-unknown", lambda t: {"benchmark": {"tasks": ["LocalRetreival"]}}, "Did you mean 'LocalRetrieval'"),
-    ("task-filter-empty", lambda t: {"benchmark": {"task_types": ["BitextMining"]}}, "no tasks left"),
-    ("instructions-missing", lambda t: {"instructions": str(t / "nope.yaml")}, "nope.yaml"),
-    ("examples-root-missing", lambda t: {"examples": {"strategy": "file", "root": str(t / "none")}}, "is not a folder"),
-    ("example-file-missing", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "Other.csv", b"q,r\na,b\n")}}, "LocalRetrieval"),
-    ("example-row-malformed", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b'query,pos\n"a","b"\n"x","y","z"\n')}}, "LocalRetrieval.csv:3"),
-    ("example-pool-too-small", lambda t: {"shots": [2], "examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b"query,pos\na,b\n")}}, "has only 1 examples"),
-    ("example-not-utf8", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b"query,pos\ncaf\xe9,b\n")}}, "UTF-8"),
-    ("example-query-equals-response", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.json", b'[{"query": "same", "response": "same"}]')}}, "query equals the response"),
-    ("train-pool-too-small", lambda t: {"shots": [5]}, "pool of 3"),
-    ("train-split-is-evaluated", lambda t: {"examples": {"split": "test"}}, "test"),
-    ("local-root-missing", lambda t: {"tasks": {"local_root": str(t / "nowhere")}}, "is not a directory"),
-    ("mapping-dir-missing", lambda t: {"tasks": {"mapping": {"LocalRetrieval": str(t / "gone")}}}, "does not exist"),
-    ("snapshot-duplicate-ids", lambda t: {"benchmark": {"tasks": ["SciFact"]}, "tasks": {"local_root": _snapshot(t, ['{"_id": "d1", "text": "a"}', '{"_id": "d1", "text": "b"}'])}}, "duplicate id 'd1'"),
-    ("airbench-version-unknown", lambda t: _air(t, version="AIR-Bench_24.06"), "AIR-Bench_24.04"),
-    ("airbench-domain-unknown", lambda t: _air(t, domains=["cooking"]), "cooking"),
-    ("airbench-language-unknown", lambda t: _air(t, languages=["xx"]), "'xx'"),
-    ("results-dir-is-a-file", lambda t: {"results_dir": str(_file(t / "results.txt"))}, "is a file, not a folder"),
+    ("shots-not-int", lambda t: {"shots": [0, "x"]}, "every value must be an integer (e.g. shots=[0,1,3])"),
+    ("shots-negative", lambda t: {"shots": [-2]}, "is invalid; use 0 or more (-1: all examples of a file)"),
+    ("template-unknown", lambda t: {"template": "bge"}, "unknown template 'bge'; known: bge-icl"),
+    ("strategy-unknown", lambda t: {"examples": {"strategy": "random"}}, "examples.strategy='random'; use one of none, file, train, knn"),
+    ("scale-unknown", lambda t: {"benchmark": {"scale": "huge"}}, "benchmark.scale='huge'; use mini or full"),
+    ("benchmark-unknown", lambda t: {"benchmark": {"name": "MTEB(eng, v9)", "tasks": []}}, "unknown benchmark 'MTEB(eng, v9)'. Did you mean"),
+    ("task-unknown", lambda t: {"benchmark": {"tasks": ["LocalRetreival"]}}, "unknown task 'LocalRetreival'. Did you mean 'LocalRetrieval'"),
+    ("task-filter-empty", lambda t: {"benchmark": {"task_types": ["BitextMining"]}}, "no tasks left for benchmark="),
+    ("instructions-missing", lambda t: {"instructions": str(t / "nope.yaml")}, "does not exist. Give a YAML or JSON file that maps mteb task names"),
+    ("examples-root-missing", lambda t: {"examples": {"strategy": "file", "root": str(t / "none")}}, "is not a folder; point it at the per-task example files"),
+    ("example-file-missing", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "Other.csv", b"q,r\na,b\n")}}, "no example file for task 'LocalRetrieval'"),
+    ("example-row-malformed", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b'query,pos\n"a","b"\n"x","y","z"\n')}}, "LocalRetrieval.csv:3: expected 2 columns (query,pos), got 3"),
+    ("example-pool-too-small", lambda t: {"shots": [2], "examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b"query,pos\na,b\n")}}, "has only 1 examples; lower shots or add examples"),
+    ("example-not-utf8", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.csv", b"query,pos\ncaf\xe9,b\n")}}, "LocalRetrieval.csv:2: not valid UTF-8 (byte 0xe9)"),
+    ("example-query-equals-response", lambda t: {"examples": {"strategy": "file", "root": _examples(t, "LocalRetrieval.json", b'[{"query": "same", "response": "same"}]')}}, "has examples whose query equals the response"),
+    ("train-pool-too-small", lambda t: {"shots": [5]}, "cannot sample 5 examples from a pool of 3"),
+    ("train-split-is-evaluated", lambda t: {"examples": {"split": "test"}}, "is one of its eval_splits"),
+    ("local-root-missing", lambda t: {"tasks": {"local_root": str(t / "nowhere")}}, "is not a directory; create it or unset it"),
+    ("mapping-dir-missing", lambda t: {"tasks": {"mapping": {"LocalRetrieval": str(t / "gone")}}}, "does not exist; fix the mapping"),
+    ("snapshot-duplicate-ids", lambda t: {"benchmark": {"tasks": ["SciFact"]}, "tasks": {"local_root": _snapshot(t, ['{"_id": "d1", "text": "a"}', '{"_id": "d1", "text": "b"}'])}}, "corpus.jsonl:2: duplicate id 'd1' (first on line 1)"),
+    ("airbench-version-unknown", lambda t: _air(t, version="AIR-Bench_24.06"), "unknown AIR-Bench version 'AIR-Bench_24.06'; valid versions:"),
+    ("airbench-domain-unknown", lambda t: _air(t, domains=["cooking"]), "unknown AIR-Bench domain 'cooking' for AIR-Bench_24.04; valid domains:"),
+    ("airbench-language-unknown", lambda t: _air(t, languages=["xx"]), "unknown AIR-Bench language 'xx' for AIR-Bench_24.04; valid languages:"),
+    ("results-dir-is-a-file", lambda t: {"results_dir": str(_file(t / "results.txt"))}, "is a file, not a folder; choose another results_dir"),
 ]  # fmt: skip
 
 
@@ -110,7 +117,10 @@ def _file(path: Path) -> Path:
 def test_bad_input_is_reported_before_anything_is_loaded_or_written(
     tmp_path, minilm_config, overrides, message
 ):
-    cfg = _cfg(tmp_path, minilm_config, **overrides(tmp_path))
+    given = overrides(tmp_path)
+    # the fragment must be the check's own words: neither the input nor the test's folder holds it
+    assert message not in repr(given) and message not in str(tmp_path)
+    cfg = _cfg(tmp_path, minilm_config, **given)
     with pytest.raises(ConfigError) as err:
         run(cfg, backend=ForbiddenBackend())
     assert message in str(err.value)
@@ -153,12 +163,17 @@ def test_a_corrupt_result_file_is_reported_and_redone(tmp_path, minilm_config, m
 # -- numerics and input hygiene ---------------------------------------------------------------
 
 
-class NaNBackend:
+class NonFiniteBackend:
+    """One component of the first vector is NaN, +inf or -inf (float16 overflow gives either)."""
+
     tokens_encoded = 0
+
+    def __init__(self, value: float) -> None:
+        self.value = value
 
     def embed(self, items, batch_size):
         out = np.ones((len(items), 4), dtype=np.float32)
-        out[0, 0] = np.nan
+        out[0, 0] = self.value
         return out
 
 
@@ -170,7 +185,14 @@ class ConstantBackend:
 
 
 @pytest.mark.parametrize(
-    ("backend", "message"), [(NaNBackend(), "NaN/inf"), (ConstantBackend(), "the same embedding")]
+    ("backend", "message"),
+    [
+        (NonFiniteBackend(np.nan), "the model produced NaN/inf embeddings"),
+        (NonFiniteBackend(np.inf), "the model produced NaN/inf embeddings"),
+        (NonFiniteBackend(-np.inf), "the model produced NaN/inf embeddings"),
+        (ConstantBackend(), "every text got the same embedding"),
+    ],
+    ids=["nan", "+inf", "-inf", "constant"],
 )
 def test_broken_vectors_stop_the_task_and_write_no_score(tmp_path, minilm_config, backend, message):
     with pytest.raises(FloatingPointError, match=message):
@@ -236,6 +258,71 @@ def test_fixed_seed_sweep_is_reproducible(tmp_path, minilm_config, minilm_backen
     assert len(a) == 6 and a == b  # 2 cells x (2 tasks + manifest)
 
 
+# -- kills and concurrency -----------------------------------------------------------------------
+
+BOGUS = 0.123456  # a score no run here produces
+
+
+def test_a_kill_mid_write_leaves_nothing_that_a_rerun_trusts(tmp_path, minilm_config, minilm_backend):
+    """The state a SIGKILL inside the atomic writes leaves, made on purpose (a real kill almost never
+    lands there): the task's staging folders, one holding a whole staged result and one a truncated
+    one, and a manifest temp file that already lists the task as done. The re-run removes them all,
+    computes the task, and none of their content reaches a result file, the manifest or the report."""
+    from mteb.results import TaskResult
+
+    from evalharness.results import load
+
+    cfg = _cfg(tmp_path, minilm_config, shots=[0], benchmark={"tasks": ["LocalRetrieval", "LocalSTS"]})
+    names, cells = validate(cfg)
+
+    def killed_in_sts(cell, task):
+        if task == "LocalSTS":
+            raise RuntimeError("simulated kill")
+
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        Runner(cfg, backend=minilm_backend, raise_inside=killed_in_sts).run(names, cells)
+    root = tmp_path / "out"
+    (exp_dir,) = root.glob("results/*/*/experiments/*")
+    assert not (exp_dir / "LocalSTS.json").exists()
+    # what AtomicResultCache had staged (the same layout below the staging folder) when the kill came
+    bogus = TaskResult.from_task_results(
+        local_tasks.LocalSTS(),
+        {"test": {"default": {"cosine_spearman": BOGUS, "main_score": BOGUS}}},
+        evaluation_time=1.0,
+    )
+    staged = []
+    for truncate in (False, True):
+        staging = Path(tempfile.mkdtemp(dir=exp_dir, prefix=".staging-LocalSTS-"))
+        path = staging / exp_dir.relative_to(root) / "LocalSTS.json"
+        path.parent.mkdir(parents=True)
+        bogus.to_disk(path)
+        if truncate:
+            path.write_text(path.read_text()[:60])
+        staged.append(staging)
+    manifest = json.loads((exp_dir / "manifest.json").read_text())
+    assert set(manifest["tasks"]) == {"LocalRetrieval"}
+    claimed = {
+        **manifest["tasks"]["LocalRetrieval"],
+        "main_score": BOGUS,
+        "main_score_name": "cosine_spearman",
+    }
+    (exp_dir / "manifest.json.k1ll3d.tmp").write_text(
+        json.dumps({**manifest, "tasks": {**manifest["tasks"], "LocalSTS": claimed}})
+    )
+
+    records = Runner(cfg, backend=minilm_backend).run(names, cells)
+    assert [(r.task, r.skipped) for r in records] == [("LocalRetrieval", True), ("LocalSTS", False)]
+    assert not list(root.rglob(".staging-*")) and not list(root.rglob("*.tmp"))
+    score = records[1].main_score
+    assert score is not None and score != pytest.approx(BOGUS)
+    assert TaskResult.from_disk(exp_dir / "LocalSTS.json").get_score() == pytest.approx(score)
+    entry = json.loads((exp_dir / "manifest.json").read_text())["tasks"]["LocalSTS"]
+    assert entry["main_score"] == pytest.approx(score)
+    report = load(root)
+    sts = report.main().query("task == 'LocalSTS'")
+    assert report.problems == [] and list(sts["score"]) == [pytest.approx(score)]
+
+
 # -- kills and concurrency (real subprocesses) ---------------------------------------------------
 
 
@@ -279,11 +366,65 @@ def test_two_concurrent_runs_on_one_results_folder(tmp_path):
     out = tmp_path / "shared"
     procs = [_cli([*SWEEP, f"results_dir={out}", "benchmark.tasks=[OfflineLeeSTS,OfflineChatterbotRetrieval]"])
              for _ in range(2)]  # fmt: skip
+    logs = ""
     for p in procs:
-        _, err = p.communicate(timeout=900)
+        stdout, err = p.communicate(timeout=900)
         assert p.returncode == 0, err[-3000:]
+        logs += stdout + err
     files = _result_files(out)
     manifests = {k: json.loads(v) for k, v in files.items() if k.endswith("manifest.json")}
     assert len(files) == 6 and len(manifests) == 2
     for m in manifests.values():
         assert set(m["tasks"]) == {"OfflineLeeSTS", "OfflineChatterbotRetrieval"}
+    # 2 cells x 2 tasks: each computed by one process and found done by the other
+    computed = re.findall(r"\] cell \d+/\d+ (shots=\S+ .*?) \| (\w+): ", logs)
+    skipped = re.findall(r"\] (shots=\S+ .*?) (\w+): done earlier, skipped", logs)
+    assert len(computed) == len(set(computed)) == 4, logs[-3000:]
+    assert sorted(skipped) == sorted(computed)
+
+
+class SlowWordsBackend:
+    """Bag-of-words vectors (deterministic, no model), slowly: one (cell, task) lasts long enough that
+    a second runner started at the same moment reaches it while the first still computes it."""
+
+    tokens_encoded = 0
+
+    def embed(self, items, batch_size):
+        time.sleep(0.2)
+        out = np.zeros((len(items), 64), dtype=np.float32)
+        for i, item in enumerate(items):
+            for word in re.findall(r"\w+", item.text.lower()):
+                out[i, zlib.crc32(word.encode()) % 64] += 1.0
+        return out
+
+
+def test_concurrent_runners_compute_each_cell_and_task_exactly_once(tmp_path, minilm_config):
+    """Two runners on one results folder, started together: every (cell, task) is computed by one of
+    them, and the other waits for it and finds it done (the per-task lock, then the manifest re-read)."""
+    cfg = _cfg(tmp_path, minilm_config, shots=[0, 1], benchmark={"tasks": ["LocalRetrieval", "LocalSTS"]})
+    names, cells = validate(cfg)
+    start = threading.Barrier(2, timeout=60)
+    records: list[list] = [[], []]
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            records[i] = Runner(cfg, backend=SlowWordsBackend()).run(names, cells)
+        except BaseException as err:  # re-raised below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    if errors:
+        raise errors[0]
+    units = Counter((cell, name) for cell in cells for name in names)
+    computed = Counter((r.cell, r.task) for rs in records for r in rs if not r.skipped)
+    skipped = Counter((r.cell, r.task) for rs in records for r in rs if r.skipped)
+    assert computed == units and skipped == units  # once each, and once found done
+    for exp_dir in (tmp_path / "out").glob("results/*/*/experiments/*"):
+        manifest = json.loads((exp_dir / "manifest.json").read_text())
+        assert set(manifest["tasks"]) == set(names)

@@ -298,3 +298,30 @@ def test_disk_embedding_cache_makes_a_rerun_encode_nothing(tmp_path, smollm2_con
     (manifest,) = (tmp_path / "b").glob("results/*/*/experiments/*shots_2*/manifest.json")
     stats = json.loads(manifest.read_text())["tasks"]["LocalRetrieval"]["cache"]
     assert stats["disk_hits"] > 0 and stats["disk_bytes"] > 0
+
+
+class _Recording:
+    """The backend, with the number of passages in each call kept."""
+
+    def __init__(self, backend):
+        self._backend, self.passage_calls = backend, []
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def embed(self, items, batch_size):
+        self.passage_calls.append(sum(not it.is_query for it in items))
+        return self._backend.embed(items, batch_size)
+
+
+def test_corpus_chunk_size_reaches_mtebs_corpus_search(tmp_path, minilm_config, minilm_backend):
+    """corpus_chunk_size is what mteb's search encodes and scores at a time: the 8-document corpus in
+    chunks of 3, 3 and 2 (one encode call each), with the score of a one-chunk search."""
+    scores, calls = {}, {}
+    for size in (3, 50_000):
+        backend = _Recording(minilm_backend)
+        cfg = _cfg(tmp_path / str(size), minilm_config, shots=[0], corpus_chunk_size=size)
+        (record,) = Runner(cfg, backend=backend).run(*validate(cfg))
+        scores[size], calls[size] = record.main_score, [n for n in backend.passage_calls if n]
+    assert sorted(calls[3]) == [2, 3, 3] and calls[50_000] == [len(local_tasks.DOCS)]
+    assert scores[3] == pytest.approx(scores[50_000], abs=1e-9)

@@ -11,6 +11,7 @@ import copy
 import inspect
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -118,6 +119,9 @@ class DecoderBackend:
         self.tokens_encoded = 0  # real (non-pad) tokens that went through the model
         self.padded_tokens = 0  # pad positions computed alongside them
         self.n_truncated = 0
+        # forward passes per (code path, device); every path gives the same vectors, so only this
+        # says which one ran: "uncached", "prefix", "packed" or "expanded"
+        self.forwards: Counter[tuple[str, str]] = Counter()
 
     def _replicas(self, devices: Sequence[str]) -> list[Replica]:
         """One model per device (data parallel). Several CPU "devices" share one model object:
@@ -162,10 +166,11 @@ class DecoderBackend:
         with ThreadPoolExecutor(len(self.replicas)) as pool:
             list(pool.map(worker, self.replicas))  # re-raises a worker's exception
 
-    def _count(self, real: int, padded: int) -> None:
+    def _count(self, real: int, padded: int, path: str, device: str) -> None:
         with self._lock:
             self.tokens_encoded += real
             self.padded_tokens += padded
+            self.forwards[path, device] += 1
 
     def embed_ids(self, sequences: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
         """Sort by length (less padding), run left-padded batches, take the last position, restore order."""
@@ -194,7 +199,7 @@ class DecoderBackend:
                 use_cache=False,  # no KV cache to build: it would dominate peak memory
             )
             out[idx] = result.last_hidden_state[:, -1].float().cpu().numpy()
-            self._count(int(mask.sum()), int(mask.numel() - mask.sum()))
+            self._count(int(mask.sum()), int(mask.numel() - mask.sum()), "uncached", replica.device)
 
         self._dispatch(batches, work)
         return out
@@ -281,7 +286,7 @@ class DecoderBackend:
         )
         kv = first.get("cache") or first.past_key_values
         self._prefix_kvs[replica.device] = (key, kv)
-        self._count(len(prefix), 0)
+        self._count(len(prefix), 0, "prefix", replica.device)
         return kv
 
     def _continue_packed(
@@ -315,7 +320,7 @@ class DecoderBackend:
             ).last_hidden_state[0]
             ends = torch.tensor(lengths).cumsum(0) - 1
             out[idx] = hidden[ends.to(replica.device)].float().cpu().numpy()
-            self._count(total, 0)
+            self._count(total, 0, "packed", replica.device)
 
         self._dispatch(batches, work)
         return out
@@ -356,7 +361,7 @@ class DecoderBackend:
             ).last_hidden_state
             last = hidden[torch.arange(len(idx)), (lengths - 1).to(replica.device)]
             out[idx] = last.float().cpu().numpy()
-            self._count(int(lengths.sum()), int(len(idx) * width - lengths.sum()))
+            self._count(int(lengths.sum()), int(len(idx) * width - lengths.sum()), "expanded", replica.device)
 
         self._dispatch(batches, work)
         return out
