@@ -174,6 +174,8 @@ def _fail(err: BaseException) -> None:
 
     if isinstance(err, ConfigError):
         print(f"error: the run configuration has problems:\n{err}", file=sys.stderr)
+    elif str(err).startswith("- "):  # a list of problems (training's validation)
+        print(f"error: the training configuration has problems:\n{err}", file=sys.stderr)
     else:
         print(f"error: {err}", file=sys.stderr)
     raise SystemExit(2)

@@ -409,3 +409,21 @@ def test_training_embeddings_equal_the_evaluation_backends_vectors(tmp_path, smo
     for got, want in ((q, smollm2_backend.embed_ids(ids, 8)), (p, smollm2_backend.embed_ids(pids, 8))):
         cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
         assert cos.min() > 0.9999
+
+
+def test_evalharness_train_reports_bad_rows_with_exit_2_and_writes_nothing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    data = _jsonl(tmp_path, "bad.jsonl", [_row(), _row(pos=[])])
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalharness.cli", "train", f"data.files=[{data}]", "data.tasks=[]", f"output_dir={out}"],
+        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: the training configuration has problems:\n- ")
+    assert "bad.jsonl:2: 'pos' has no non-empty text" in proc.stderr
+    assert not out.exists()
