@@ -243,25 +243,44 @@ def test_builtin_task_from_a_local_snapshot_through_evalharness_run(tmp_path):
     assert scores["ndcg_at_10"] == pytest.approx(1.0)  # both toy queries find their document first
 
 
-def test_hydra_multirun_with_joblib_launcher_runs_two_cells(tmp_path):
-    proc = _cli(
-        "run",
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "model=minilm",
-        "benchmark=custom",
-        "benchmark.tasks=[OfflineLeeSTS]",
-        "shots=0,1",
-        f"results_dir={tmp_path}",
-    )
+def test_hydra_multirun_with_joblib_launcher_runs_two_cells(tmp_path, minilm_backend):
+    """Two joblib jobs, one cell each, whose scores, fingerprints and examples equal the same command's
+    cells run in this process, and whose job folders name their own shot count."""
+    from hydra import compose, initialize_config_dir
+    from mteb.results import TaskResult
+    from omegaconf import OmegaConf
+
+    from evalharness.config import CONF_DIR, register_configs
+
+    common = ["model=minilm", "benchmark=custom", "benchmark.tasks=[OfflineLeeSTS]"]
+    sweep = tmp_path / "sweep"
+    proc = _cli("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *common, "shots=0,1",
+                f"results_dir={sweep}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    dirs = _experiment_dirs(tmp_path)
+    dirs = _experiment_dirs(sweep)
     assert sorted(dirs) == [
         "examples_none__shots_0__template_plain",
         "examples_train__seed_0__shots_1__template_plain",
     ]
-    assert all((d / "OfflineLeeSTS.json").exists() and (d / "manifest.json").exists() for d in dirs.values())
+    jobs = sorted(sweep.glob("hydra/multirun-*/*/.hydra/overrides.yaml"))
+    assert sorted(next(line for line in p.read_text().splitlines() if "shots=" in line).strip("- ")
+                  for p in jobs) == ["shots=0", "shots=1"]  # fmt: skip
+
+    register_configs()
+    local = tmp_path / "in-process"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[*common, "shots=[0,1]", f"results_dir={local}"])
+    expected = {r.experiment: r.main_score for r in run(OmegaConf.to_object(cfg), backend=minilm_backend)}
+    assert sorted(expected) == sorted(dirs)
+    for name, folder in dirs.items():
+        assert TaskResult.from_disk(folder / "OfflineLeeSTS.json").get_score() == pytest.approx(
+            expected[name], abs=1e-6
+        )
+        ours = json.loads((folder / "manifest.json").read_text())
+        theirs = json.loads(_experiment_dirs(local)[name].joinpath("manifest.json").read_text())
+        assert ours["fingerprint"] == theirs["fingerprint"]
+        assert ours["tasks"]["OfflineLeeSTS"]["examples"] == theirs["tasks"]["OfflineLeeSTS"]["examples"]
+        assert len(ours["tasks"]["OfflineLeeSTS"]["examples"]) == (1 if "shots_1" in name else 0)
 
 
 def test_benchmark_tasks_keep_the_benchmarks_languages_and_splits():
