@@ -16,7 +16,12 @@ COMMITTED = REPO / "results" / "demo"
 
 
 def _all_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """What git tracks: lock files (`.<Task>.lock`, ignored by .gitignore) are the runner's own."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
 
 
 def _main_scores(root: Path) -> dict[str, float]:
