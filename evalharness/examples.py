@@ -33,6 +33,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from evalharness.jsonl import numbered_json_lines
+
 Embed = Callable[[list[str]], np.ndarray]
 """Raw (unprompted) text -> L2-normalised vectors; only the per-query `knn` strategy needs it."""
 
@@ -261,18 +263,13 @@ def _load_json_list(path: Path, text: str) -> list[Example]:
 def _load_jsonl(path: Path, text: str) -> list[Example]:
     """AIR-Bench files: one {query, pos} (or {query, response}) object per line."""
     name = path.name
-    examples: list[Example] = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ExampleError(
-                f"{name}:{line_no}: invalid JSON ({err.msg}); each line must be one JSON object"
-            ) from err
-        examples.append(_example_from_object(obj, f"{name}:{line_no}", source=f"{name}:{line_no}"))
-    return examples
+    lines = numbered_json_lines(
+        text.splitlines(),
+        lambda n, err: ExampleError(
+            f"{name}:{n}: invalid JSON ({err.msg}); each line must be one JSON object"
+        ),
+    )
+    return [_example_from_object(obj, f"{name}:{n}", source=f"{name}:{n}") for n, obj in lines]
 
 
 def load_example_file(path: str | Path) -> list[Example]:

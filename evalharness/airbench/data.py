@@ -20,7 +20,6 @@ is read too. Missing files are reported before any model loads, with the paths t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from air_benchmark.evaluation_utils import DataLoader
 
 from evalharness.airbench.tasks import AirBenchError, AirTask
+from evalharness.jsonl import numbered_json_lines
 
 HUB_ORG = "AIR-Bench"
 
@@ -63,13 +63,10 @@ class HubDataLoader(DataLoader):
 
 def _read_jsonl(path: Path, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise AirBenchError(f"{path}:{lineno}: not valid JSON ({err}); re-download the file") from err
+        lines = numbered_json_lines(
+            f, lambda n, err: AirBenchError(f"{path}:{n}: not valid JSON ({err}); re-download the file")
+        )
+        for lineno, row in lines:
             missing = [k for k in fields if k not in row]
             if missing:
                 raise AirBenchError(

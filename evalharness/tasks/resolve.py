@@ -286,20 +286,18 @@ def snapshot_dir(task: Any, local_root: str | Path | None, mapping: Mapping[str,
 def check_unique_ids(directory: Path) -> None:
     """Duplicate ids in a snapshot's JSONL files would silently drop or merge documents inside the
     datasets loader; refuse them with the file, the id and the line."""
-    import json
+    from evalharness.jsonl import numbered_json_lines
 
     for path in sorted(directory.rglob("*.jsonl")):
         seen: dict[str, int] = {}
         with path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise TaskResolutionError(
-                        f"{path}:{line_no}: not valid JSON ({err.msg}); fix or remove the line"
-                    ) from err
+            lines = numbered_json_lines(
+                f,
+                lambda n, err, path=path: TaskResolutionError(
+                    f"{path}:{n}: not valid JSON ({err.msg}); fix or remove the line"
+                ),
+            )
+            for line_no, row in lines:
                 key = row.get("_id", row.get("id")) if isinstance(row, dict) else None
                 if key is None:
                     continue

@@ -8,7 +8,6 @@ repeat an evaluated split's texts, a group size the negatives cannot fill.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Iterable, Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalharness.jsonl import numbered_json_lines
 from evalharness.train.config import ROW_TYPES, TrainDataConfig
 
 logger = logging.getLogger(__name__)
@@ -87,18 +87,14 @@ def parse_row(obj: Any, where: str, default_prompt: str | None = None) -> TrainR
 def read_jsonl(path: str | Path) -> Dataset:
     """One FlagEmbedding training file."""
     path = Path(path)
-    rows = []
     with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TrainDataError(
-                    f"{path}:{line_no}: not a JSON object ({err.msg}); training files are JSONL, one row per line"
-                ) from err
-            rows.append(parse_row(obj, f"{path}:{line_no}"))
+        lines = numbered_json_lines(
+            f,
+            lambda n, err: TrainDataError(
+                f"{path}:{n}: not a JSON object ({err.msg}); training files are JSONL, one row per line"
+            ),
+        )
+        rows = [parse_row(obj, f"{path}:{n}") for n, obj in lines]
     if not rows:
         raise TrainDataError(f"{path}: no rows; a training file holds one JSON row per line")
     kinds = sorted({r.type for r in rows})
