@@ -137,10 +137,11 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
     if names and not problems:
         problems += check_selection(mteb_names, cfg.benchmark.subsets, cfg.benchmark.splits)
         problems += [f"tasks.mapping: {p}" for p in check_task_names(list(cfg.tasks.mapping))]
+    chosen: dict[str, dict[str, list[str]]] = {}
     if mteb_names and not problems:
         try:  # snapshot folders and their subsets, hub data when offline, duplicate ids: before any
             # data or model loads
-            load_run_tasks(cfg, mteb_names, check_data=True)
+            chosen = selections(load_run_tasks(cfg, mteb_names, check_data=True))
         except ValueError as err:
             problems += str(err).splitlines()
     if air_names and not problems:
@@ -164,7 +165,7 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
     elif results.exists() and not os.access(results, os.W_OK):
         problems.append(f"results_dir={results} is not writable; choose another results_dir")
     if not problems:
-        problems += earlier_results_problems(cfg, names, cells)
+        problems += earlier_results_problems(cfg, names, cells, chosen=chosen)
     if problems:
         raise ConfigError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
     return names, cells
@@ -259,7 +260,7 @@ def cell_fingerprint(cfg: RunConfig, cell: Cell) -> str:
     payload = {
         "model": model,
         # which splits and subsets each task scores is not here: it is checked per task against the
-        # result file itself (Runner._selection_conflicts), so one cell can hold tasks of several runs
+        # result file itself (earlier_results_problems), so one cell can hold tasks of several runs
         "cell": dataclasses.asdict(cell),
         # a zero-shot cell uses no examples, so example settings must not split or block it
         "examples": None
@@ -271,16 +272,18 @@ def cell_fingerprint(cfg: RunConfig, cell: Cell) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _readable_result(path: Path) -> bool:
+def _read_result(path: Path, *, warn: bool = True) -> mteb.TaskResult | None:
     """A finished task's result is trusted only if mteb can read it back; anything else is redone."""
     if not path.exists():
-        return False
+        return None
     try:
-        mteb.TaskResult.from_disk(path)
+        return mteb.TaskResult.from_disk(path)
     except Exception as err:  # truncated JSON, wrong schema, ...: report and redo, never trust
-        logger.warning("%s is corrupt (%s: %s); the task will be run again", path, type(err).__name__, err)
-        return False
-    return True
+        if warn:
+            logger.warning(
+                "%s is corrupt (%s: %s); the task will be run again", path, type(err).__name__, err
+            )
+        return None
 
 
 def _read_manifest(exp_dir: Path) -> dict[str, Any]:
@@ -382,8 +385,8 @@ def experiment_dir(results: mteb.ResultCache, cfg: RunConfig, cell: Cell) -> Pat
     return results.get_task_result_path(task_name="x", model_name=meta).parent
 
 
-def selections(cfg: RunConfig, mteb_names: Sequence[str]) -> dict[str, dict[str, list[str]]]:
-    return {t.metadata.name: selection(t) for t in load_run_tasks(cfg, mteb_names)}
+def selections(tasks: Sequence[Any]) -> dict[str, dict[str, list[str]]]:
+    return {t.metadata.name: selection(t) for t in tasks}
 
 
 def earlier_results_problems(
@@ -403,7 +406,7 @@ def earlier_results_problems(
         return []
     results = results or AtomicResultCache(root)
     mteb_names = [n for n in names if not _is_airbench(n)]
-    chosen = chosen if chosen is not None else selections(cfg, mteb_names)
+    chosen = chosen if chosen is not None else selections(load_run_tasks(cfg, mteb_names))
     problems = []
     for cell in cells:
         exp_dir = experiment_dir(results, cfg, cell)
@@ -417,11 +420,12 @@ def earlier_results_problems(
             )
             continue
         for name in mteb_names:
-            held = _scored_selection(exp_dir / f"{name}.json")
-            if held is not None and _pairs(held) != _pairs(chosen[name]):
+            result = _read_result(exp_dir / f"{name}.json", warn=False)  # corrupt: the done-check says so
+            wanted = _selection_pairs(chosen[name])
+            if result is not None and (held := _scored_pairs(result)) != wanted:
                 problems.append(
                     f"{exp_dir}: {name} was scored on {_describe(held)} but this run scores "
-                    f"{_describe(chosen[name])}, so its result cannot be reused; use overwrite=true to "
+                    f"{_describe(wanted)}, so its result cannot be reused; use overwrite=true to "
                     f"redo it, another results_dir, or the earlier selection ({_selector(name, held)})"
                 )
     return problems
@@ -511,7 +515,7 @@ class Runner:
     def run(self, names: Sequence[str], cells: Sequence[Cell]) -> list[TaskRecord]:
         set_scale(self.cfg.benchmark.scale)
         mteb_names = [n for n in names if not _is_airbench(n)]
-        self.selections = selections(self.cfg, mteb_names)
+        self.selections = selections(load_run_tasks(self.cfg, mteb_names))
         # stale results are found for every cell before any work starts (validate did the same for
         # runs through `run`; a Runner driven directly gets the same guarantee)
         problems = earlier_results_problems(self.cfg, names, cells, self.results, self.selections)
@@ -575,10 +579,9 @@ class Runner:
             return is_done(self, dict(entry or {}))
         if not (entry and entry.get("status") == "done"):
             return False
-        if not _readable_result(exp_dir / f"{name}.json"):
-            return False
+        result = _read_result(exp_dir / f"{name}.json")
         # another process may have written it with another selection since the run's start
-        return _pairs(_scored_selection(exp_dir / f"{name}.json") or {}) == _pairs(self.selections[name])
+        return result is not None and _scored_pairs(result) == _selection_pairs(self.selections[name])
 
     def _run_task(self, cell: Cell, name: str) -> dict[str, Any]:
         if _is_airbench(name):  # an AIR-Bench dataset: searched and scored by evalharness/airbench
@@ -655,37 +658,31 @@ class Runner:
 # ---------------------------------------------------------------------------------------------
 
 
-def _scored_selection(path: Path) -> dict[str, list[str]] | None:
-    """The splits and subsets a result file holds scores for (None: no readable file)."""
-    if not path.exists():
-        return None
-    try:
-        result = mteb.TaskResult.from_disk(path)
-    except Exception:  # a corrupt file is redone by the done-check, which says so
-        return None
-    pairs = [
+Pairs = set[tuple[str, str]]  # (split, subset)
+
+
+def _scored_pairs(result: mteb.TaskResult) -> Pairs:
+    """The (split, subset) pairs a result file holds scores for."""
+    return {
         (split, e.get("hf_subset", "default")) for split, entries in result.scores.items() for e in entries
-    ]
-    return {"pairs": sorted(pairs)}  # type: ignore[dict-item]
+    }
 
 
-def _pairs(sel: Mapping[str, Any]) -> set[tuple[str, str]]:
-    if "pairs" in sel:
-        return {tuple(p) for p in sel["pairs"]}  # type: ignore[misc]
+def _selection_pairs(sel: Mapping[str, Sequence[str]]) -> Pairs:
     return {(sp, su) for sp in sel.get("splits", []) for su in sel.get("subsets", [])}
 
 
-def _describe(sel: Mapping[str, Any]) -> str:
-    pairs = sorted(_pairs(sel))
-    splits = sorted({sp for sp, _ in pairs})
-    subsets = sorted({su for _, su in pairs})
-    return f"splits {', '.join(splits)} x subsets {', '.join(subsets)}"
+def _splits_and_subsets(pairs: Pairs) -> tuple[str, str]:
+    return ", ".join(sorted({sp for sp, _ in pairs})), ", ".join(sorted({su for _, su in pairs}))
 
 
-def _selector(name: str, sel: Mapping[str, Any]) -> str:
-    pairs = _pairs(sel)
-    splits = ", ".join(sorted({sp for sp, _ in pairs}))
-    subsets = ", ".join(sorted({su for _, su in pairs}))
+def _describe(pairs: Pairs) -> str:
+    splits, subsets = _splits_and_subsets(pairs)
+    return f"splits {splits} x subsets {subsets}"
+
+
+def _selector(name: str, pairs: Pairs) -> str:
+    splits, subsets = _splits_and_subsets(pairs)
     return f"benchmark.subsets={{{name}: [{subsets}]}} benchmark.splits={{{name}: [{splits}]}}"
 
 
