@@ -169,13 +169,10 @@ def _full_errors() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
-def _fail(err: BaseException) -> None:
-    from evalharness.runner import ConfigError
-
-    if isinstance(err, ConfigError):
-        print(f"error: the run configuration has problems:\n{err}", file=sys.stderr)
-    elif str(err).startswith("- "):  # a list of problems (training's validation)
-        print(f"error: the training configuration has problems:\n{err}", file=sys.stderr)
+def _fail(err: BaseException, what: str) -> None:
+    """Validation errors are lists of problems ("- ..." lines, all at once); others are one line."""
+    if str(err).startswith("- "):
+        print(f"error: the {what} configuration has problems:\n{err}", file=sys.stderr)
     else:
         print(f"error: {err}", file=sys.stderr)
     raise SystemExit(2)
@@ -187,6 +184,7 @@ class HydraApp:
     into a plan and how a plan is executed (`run` and `train` differ only in these)."""
 
     command: str
+    what: str  # "the <what> configuration has problems"
     config_name: str
     output_key: str  # the config key of the folder Hydra's own output folder lives under
     validate: Any  # cfg -> plan (raises an anticipated error)
@@ -229,7 +227,8 @@ def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
         _fail(
             ConfigError(
                 f"- {app.output_key}={folder} is a file, not a folder; choose another {app.output_key}"
-            )
+            ),
+            app.what,
         )
     if sweep:
         return None
@@ -238,7 +237,7 @@ def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
     except _anticipated() as err:
         if _full_errors():
             raise
-        _fail(err)
+        _fail(err, app.what)
 
 
 def hydra_main(app: HydraApp, overrides: Sequence[str]) -> int:
@@ -265,7 +264,7 @@ def hydra_main(app: HydraApp, overrides: Sequence[str]) -> int:
         except _anticipated() as err:
             if _full_errors():
                 raise
-            _fail(err)
+            _fail(err, app.what)
         print(text)
 
     argv = sys.argv
@@ -281,7 +280,7 @@ def _run_app() -> HydraApp:
     from evalharness.runner import run, validate
 
     return HydraApp(
-        "run", "config", "results_dir", validate, lambda cfg, plan: _summarise(run(cfg, plan=plan))
+        "run", "run", "config", "results_dir", validate, lambda cfg, plan: _summarise(run(cfg, plan=plan))
     )
 
 
@@ -293,7 +292,7 @@ def _train_app() -> HydraApp:
         out = train(cfg, plan)
         return f"trained model: {out}\nevaluate it with:\n  {eval_command(cfg, out)}"
 
-    return HydraApp("train", "train_config", "output_dir", validate, execute)
+    return HydraApp("train", "training", "train_config", "output_dir", validate, execute)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
