@@ -198,7 +198,7 @@ def negatives_for(row: TrainRow, n: int, rng: random.Random) -> list[str]:
     return rng.sample(pool, n)
 
 
-def load_datasets(cfg: TrainDataConfig, instruction_for: Any = None) -> tuple[list[Dataset], list[Any]]:
+def load_datasets(cfg: TrainDataConfig) -> tuple[list[Dataset], list[Any]]:
     """Every dataset of the config, and the task objects whose evaluated splits rows must avoid."""
     import mteb
 
@@ -208,21 +208,20 @@ def load_datasets(cfg: TrainDataConfig, instruction_for: Any = None) -> tuple[li
     register_offline_tasks()
     datasets = [read_jsonl(f) for spec in cfg.files for f in _files(spec)]
     table = load_instructions()
+    tasks = {name: mteb.get_task(name) for name in dict.fromkeys([*cfg.tasks, *cfg.check_against])}
     for name in cfg.tasks:
-        task = mteb.get_task(name)
+        task = tasks[name]
         if cfg.split in task.eval_splits:
             raise TrainDataError(
                 f"data.split={cfg.split!r} is an evaluated split of {name} ({', '.join(task.eval_splits)}); "
                 "train on its train split"
             )
-        instruction = (
-            instruction_for(task) if instruction_for else resolve_instruction(task.metadata, table)[0]
-        )
+        instruction = resolve_instruction(task.metadata, table)[0]
         datasets.append(rows_from_task(task, cfg.split, instruction))
     if cfg.max_rows:
         for ds in datasets:
             ds.rows = ds.rows[: cfg.max_rows]
-    guard = [mteb.get_task(n) for n in (cfg.check_against or cfg.tasks)]
+    guard = [tasks[n] for n in (cfg.check_against or cfg.tasks)]  # the same instances: data load once
     if not datasets:
         raise TrainDataError("no training data: set data.files (JSONL) and/or data.tasks")
     return datasets, guard

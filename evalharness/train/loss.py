@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 
 
-def _gather(t: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """All devices' rows in rank order, with gradients; and this device's rank."""
+def _gather(t: torch.Tensor) -> torch.Tensor:
+    """All devices' rows in rank order, with gradients."""
     import torch.distributed as dist
     from torch.distributed.nn.functional import all_gather
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return t, 0
-    return torch.cat(all_gather(t), dim=0), dist.get_rank()
+        return t
+    return torch.cat(all_gather(t), dim=0)
 
 
 def info_nce(
@@ -42,8 +42,7 @@ def info_nce(
         # every device computes the loss of the gathered batch; all_gather's backward sums the copies'
         # gradients into each device's own rows and DDP averages over devices, so the parameters get
         # exactly the gradient of one process holding the concatenated batch
-        q, _ = _gather(q)
-        p, _ = _gather(p)
+        q, p = _gather(q), _gather(p)
     scores = q @ p.T / temperature
     targets = torch.arange(q.shape[0], device=q.device) * group
     return F.cross_entropy(scores, targets)

@@ -102,7 +102,7 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
         group_size=cfg.group_size,
         seed=cfg.seed,
     )
-    args = training_arguments(cfg, len(plan.batches))
+    args = training_arguments(cfg)
     trainer = ContrastiveTrainer(
         model=model,
         args=args,

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +124,7 @@ def _digest(datasets: list[Any]) -> dict[str, str]:
     return out
 
 
-def training_arguments(cfg: TrainConfig, n_batches: int) -> Any:
+def training_arguments(cfg: TrainConfig) -> Any:
     from transformers import TrainingArguments
 
     from evalharness.encoders.backends import resolve_device
@@ -183,7 +182,3 @@ def eval_command(cfg: TrainConfig, out: Path) -> str:
         f"evalharness run model.source={out} model.name={name} model.revision={manifest['revision']} "
         f"model.template={cfg.template or cfg.model.template} model.meta={{adapted_from: {cfg.model.name}}}"
     )
-
-
-def steps_per_epoch(n_batches: int) -> int:
-    return max(1, math.ceil(n_batches))
