@@ -311,7 +311,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Both offline models, zero-shot vs few-shot, on offline-mini; ends with the report."""
+    """The offline models (MiniLM, SmolLM2, SmolLM2 trained by the offline preset), zero-shot vs
+    few-shot, on offline-mini; ends with the report."""
     from evalharness.demo import run_demo
 
     logging.getLogger("evalharness").setLevel(logging.INFO)  # progress and ETA per task
@@ -322,6 +323,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evalharness.demo import DEMO_MODELS
+
     parser = argparse.ArgumentParser(prog="evalharness", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -373,9 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="offline demo: both packaged models, 0- vs few-shot, then the report")
+    p = sub.add_parser(
+        "demo",
+        help="offline demo: the packaged models and SmolLM2 trained offline, 0- vs few-shot, then the report",
+    )
     p.add_argument("--results-dir", default="results/demo")
-    p.add_argument("--models", nargs="+", default=["minilm", "smollm2-135m"])
+    p.add_argument("--models", nargs="+", default=list(DEMO_MODELS))
     p.add_argument("--shots", nargs="+", type=int, default=[0, 1, 3])
     p.set_defaults(func=cmd_demo)
 

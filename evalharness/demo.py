@@ -1,4 +1,5 @@
-"""The offline demo: both packaged models, zero- vs few-shot on offline-mini, then the report.
+"""The offline demo: the packaged models and SmolLM2 trained by `evalharness train`'s offline preset
+(base vs trained, side by side), zero- vs few-shot on offline-mini, then the report.
 
 The demo's results are committed (`results/demo`), so they must be what the code produces and a
 repeat run must leave them untouched. Two things make that hold:
@@ -22,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: MiniLM (an encoder baseline), SmolLM2 as shipped, SmolLM2 after the offline training preset (trained
+#: into the cache on first use).
+DEMO_MODELS = ("minilm", "smollm2-135m", "smollm2-135m-icl")
 
 #: Keys that differ between identical runs: timings, dates, cache statistics and where the code came from.
 VOLATILE = frozenset(

@@ -113,6 +113,29 @@ def plan_cells(cfg: RunConfig, problems: list[str] | None = None) -> list[Cell]:
     return list(dict.fromkeys(cells))
 
 
+def model_meta_problems(model: Any) -> list[str]:
+    """mteb files results under a ModelMeta, whose rules (an `organization/name` name, typed meta
+    fields) would otherwise fail at the first result, as a pydantic traceback."""
+    try:
+        build_model_meta(model)
+    except ValueError as err:  # pydantic's ValidationError
+        errors = getattr(err, "errors", None)
+        if not callable(errors):
+            return [f"model: {err}"]
+        out = []
+        for e in errors():
+            field = ".".join(str(x) for x in e.get("loc", ())) or "meta"
+            msg = str(e.get("msg", "")).removeprefix("Value error, ")
+            if field == "name":
+                out.append(
+                    f"model.name={model.name!r}: {msg}; e.g. model.name=my-org/{model.name.split('/')[-1]}"
+                )
+            else:
+                out.append(f"model.meta.{field}: {msg}")
+        return out
+    return []
+
+
 def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
     """Resolve every name and example source; return (task names, cells) or raise ConfigError with
     all problems at once. No model is loaded here."""
@@ -120,6 +143,7 @@ def validate(cfg: RunConfig) -> tuple[list[str], list[Cell]]:
     if cfg.examples.strategy not in STRATEGIES:
         problems.append(f"examples.strategy={cfg.examples.strategy!r}; use one of {', '.join(STRATEGIES)}")
     cells = plan_cells(cfg, problems)
+    problems += model_meta_problems(cfg.model)
     if cfg.benchmark.scale not in ("mini", "full"):
         problems.append(f"benchmark.scale={cfg.benchmark.scale!r}; use mini or full")
     names: list[str] = []

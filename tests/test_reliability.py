@@ -97,6 +97,7 @@ BAD_INPUTS = [
     ("airbench-domain-unknown", lambda t: _air(t, domains=["cooking"]), "unknown AIR-Bench domain 'cooking' for AIR-Bench_24.04; valid domains:"),
     ("airbench-language-unknown", lambda t: _air(t, languages=["xx"]), "unknown AIR-Bench language 'xx' for AIR-Bench_24.04; valid languages:"),
     ("results-dir-is-a-file", lambda t: {"results_dir": str(_file(t / "results.txt"))}, "is a file, not a folder; choose another results_dir"),
+    ("model-name-without-organization", lambda t: {"model": {"name": "my-embedder"}}, "must be in the format 'organization/model_name'; e.g. model.name=my-org/"),
 ]  # fmt: skip
 
 

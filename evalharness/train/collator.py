@@ -19,6 +19,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +30,14 @@ from evalharness.train.config import IN_BATCH_TYPES, SYMMETRIC_TYPES
 from evalharness.train.data import TrainRow, negatives_for
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceBatch:
+    """One device's rows for one optimizer step (0-based, counted over the whole run)."""
+
+    rows: list[TrainRow]
+    step: int
 
 
 class ICLCollator:
@@ -46,6 +55,8 @@ class ICLCollator:
         prefix_max_tokens: int = 1536,
         group_size: int = 8,
         seed: int = 0,
+        teacher_scores: bool = False,
+        zero_shot_steps: int = 0,
     ) -> None:
         self.tokenizer = tokenizer
         self.template = template
@@ -56,6 +67,8 @@ class ICLCollator:
         self.prefix_max_tokens = prefix_max_tokens
         self.group_size = group_size
         self.seed = seed
+        self.teacher_scores = teacher_scores
+        self.zero_shot_steps = zero_shot_steps
         self.rng = random.Random(seed)
         self.layout = special_layout(tokenizer)
         pad = tokenizer.pad_token_id
@@ -80,10 +93,11 @@ class ICLCollator:
             else self.tokenizer.decode(ids[: self.example_max_tokens])
         )
 
-    def _examples(self, batch: Sequence[TrainRow], i: int) -> list[Example]:
+    def _examples(self, batch: Sequence[TrainRow], i: int, max_examples: int | None = None) -> list[Example]:
         """k+1 other rows drawn as the reference does (k+1 indices, the row's own removed, first k
         kept), added while the prefix fits its budget."""
-        k = self.rng.randint(0, self.max_examples) if self.max_examples > 0 else 0
+        most = self.max_examples if max_examples is None else max_examples
+        k = self.rng.randint(0, most) if most > 0 else 0
         others = [j for j in self.rng.sample(range(len(batch)), min(k + 1, len(batch))) if j != i][:k]
         chosen: list[Example] = []
         row = batch[i]
@@ -131,24 +145,31 @@ class ICLCollator:
         ).input_ids
 
     def __call__(self, features: Sequence[Any]) -> dict[str, Any]:
-        batch: list[TrainRow] = (
-            list(features[0]) if len(features) == 1 and isinstance(features[0], list) else list(features)
-        )
+        item = features[0] if len(features) == 1 else None
+        if isinstance(item, DeviceBatch):
+            batch, step = list(item.rows), item.step
+        else:  # a plain list of rows (or one list holding them)
+            batch, step = list(item) if isinstance(item, list) else list(features), None
+        # a zero-shot warm phase: the first steps teach plain embedding before examples cost 3x a step
+        most = 0 if step is not None and step < self.zero_shot_steps else self.max_examples
         # the draw depends only on the seed and the batch, so a run resumed from a checkpoint gives the
         # same examples and negatives as one that never stopped
         self.rng = random.Random(f"{self.seed}:" + "|".join(r.source or r.query for r in batch))
 
-        queries, passages, n_examples = [], [], []
+        queries, passages, n_examples, teacher = [], [], [], []
         for i, row in enumerate(batch):
-            examples = self._examples(batch, i)
+            examples = self._examples(batch, i, most)
             n_examples.append(len(examples))
             queries.append(self.query_item(row, examples))
-            texts = [row.pos[0], *negatives_for(row, self.group_size - 1, self.rng)]
+            negatives = negatives_for(row, self.group_size - 1, self.rng)
+            texts = [row.pos[0], *(row.neg[j] for j in negatives)]
             passages += [self.passage_item(row, t) for t in texts]
+            if self.teacher_scores:
+                teacher.append([row.pos_scores[0], *(row.neg_scores[j] for j in negatives)])
         self.examples_per_query.update(n_examples)
         q_ids, q_mask = self._pad(self._ids(queries))
         p_ids, p_mask = self._pad(self._ids(passages))
-        return {
+        out = {
             "query_input_ids": q_ids,
             "query_attention_mask": q_mask,
             "passage_input_ids": p_ids,
@@ -156,3 +177,6 @@ class ICLCollator:
             "n_examples": torch.tensor(n_examples, dtype=torch.long),
             "in_batch_negatives": batch[0].type in IN_BATCH_TYPES,
         }
+        if self.teacher_scores:  # [B, G], aligned with each query's group: positive, then negatives
+            out["teacher_scores"] = torch.tensor(teacher, dtype=torch.float32)
+        return out

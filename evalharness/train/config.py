@@ -68,10 +68,13 @@ class TrainConfig:
     output_dir: str = "outputs/train"
     template: str | None = None  # default: the model's (bge-icl)
     max_examples: int = 5  # k ~ U{0..max_examples} in-batch examples per query
+    zero_shot_steps: int = 0  # a warm phase: the first steps' queries carry no examples (not the paper's)
     example_max_tokens: int = 256  # each example's query and response (paper: 256 / 256)
     prefix_max_tokens: int = 1536  # the examples' budget (FlagEmbedding: query_max_len 2048 - 512)
     group_size: int = 8  # passages per query: 1 positive + (group_size - 1) hard negatives
     temperature: float = 0.02
+    # add FlagEmbedding's kl_div distillation from the rows' pos_scores/neg_scores (a reranker's)
+    knowledge_distillation: bool = False
     cross_device_negatives: bool = True  # in-batch types: negatives from every device (all-gather)
     batch_size: int = 16  # queries per device and step
     learning_rate: float = 1e-4

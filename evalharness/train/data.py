@@ -34,6 +34,8 @@ class TrainRow:
     type: str  # one of ROW_TYPES' values
     category: str | None = None  # clustering: the label an example's response shows
     source: str = ""  # file:line or task:split:id
+    pos_scores: tuple[float, ...] = ()  # a teacher's (reranker's) scores, one per positive
+    neg_scores: tuple[float, ...] = ()  # ... and one per negative: knowledge distillation
 
 
 @dataclass
@@ -48,17 +50,29 @@ class Dataset:
         return self.rows[0].type if self.rows else "retrieval"
 
 
-def _texts(value: Any, key: str, where: str, *, required: bool) -> tuple[str, ...]:
+def _texts(
+    value: Any, scores: Any, key: str, where: str, *, required: bool
+) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """A row's passages and, when given, their teacher scores (`pos_scores` / `neg_scores`, one per
+    passage); an empty passage is dropped together with its score."""
     if value is None and not required:
-        return ()
+        value = []
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TrainDataError(f"{where}: {key!r} must be a list of strings")
-    texts = tuple(v for v in value if v.strip())
-    if required and not texts:
+    if scores is not None and (
+        not isinstance(scores, list)
+        or len(scores) != len(value)
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in scores)
+    ):
+        raise TrainDataError(
+            f"{where}: '{key}_scores' must be a list of numbers, one per {key!r} passage ({len(value)})"
+        )
+    keep = [i for i, v in enumerate(value) if v.strip()]
+    if required and not keep:
         raise TrainDataError(f"{where}: {key!r} has no non-empty text; every row needs a positive passage")
-    return texts
+    return tuple(value[i] for i in keep), tuple(float(scores[i]) for i in keep) if scores is not None else ()
 
 
 def parse_row(obj: Any, where: str, default_prompt: str | None = None) -> TrainRow:
@@ -73,14 +87,18 @@ def parse_row(obj: Any, where: str, default_prompt: str | None = None) -> TrainR
     prompt = obj.get("prompt", default_prompt)
     if not isinstance(prompt, str) or not prompt.strip():
         raise TrainDataError(f"{where}: 'prompt' (the task instruction) is missing or empty")
+    pos, pos_scores = _texts(obj.get("pos"), obj.get("pos_scores"), "pos", where, required=True)
+    neg, neg_scores = _texts(obj.get("neg"), obj.get("neg_scores"), "neg", where, required=False)
     return TrainRow(
         query=query,
-        pos=_texts(obj.get("pos"), "pos", where, required=True),
-        neg=_texts(obj.get("neg"), "neg", where, required=False),
+        pos=pos,
+        neg=neg,
         prompt=prompt,
         type=ROW_TYPES[kind],
         category=obj.get("category"),
         source=where,
+        pos_scores=pos_scores,
+        neg_scores=neg_scores,
     )
 
 
@@ -187,14 +205,29 @@ def check_group_size(datasets: Sequence[Dataset], group_size: int) -> list[str]:
     return out
 
 
-def negatives_for(row: TrainRow, n: int, rng: random.Random) -> list[str]:
-    """`n` negatives as the reference draws them: a sample without replacement when there are enough,
-    else the row's negatives repeated and sampled."""
+def check_teacher_scores(datasets: Sequence[Dataset], group_size: int) -> list[str]:
+    """Distillation needs a teacher score for every passage a group can hold."""
+    out = []
+    for ds in datasets:
+        bare = [r.source for r in ds.rows if not r.pos_scores or (group_size > 1 and not r.neg_scores)]
+        if bare:
+            out.append(
+                f"{ds.name}: {len(bare)} row(s) without teacher scores (e.g. {bare[0]}); "
+                "knowledge_distillation=true needs 'pos_scores' and 'neg_scores' on every row (score the "
+                "rows with a reranker first, e.g. FlagEmbedding's add_reranker_score), or set "
+                "knowledge_distillation=false"
+            )
+    return out
+
+
+def negatives_for(row: TrainRow, n: int, rng: random.Random) -> list[int]:
+    """Indices of `n` negatives as the reference draws them: a sample without replacement when there
+    are enough, else the row's negatives repeated and sampled."""
     if n <= 0:
         return []
     if len(row.neg) >= n:
-        return rng.sample(list(row.neg), n)
-    pool = list(row.neg) * (n // len(row.neg) + 1)
+        return rng.sample(range(len(row.neg)), n)
+    pool = list(range(len(row.neg))) * (n // len(row.neg) + 1)
     return rng.sample(pool, n)
 
 
@@ -227,16 +260,32 @@ def load_datasets(cfg: TrainDataConfig) -> tuple[list[Dataset], list[Any]]:
     return datasets, guard
 
 
-def batches(datasets: Sequence[Dataset], batch_size: int, seed: int) -> list[list[TrainRow]]:
-    """One epoch of same-dataset batches in a seeded order (every dataset shuffled and cut into full
-    batches, the batches interleaved); a dataset smaller than one batch gives one smaller batch. The
-    Trainer repeats them for `epochs` (in a new order each epoch)."""
+def steps(
+    datasets: Sequence[Dataset], batch_size: int, seed: int | str, world_size: int = 1
+) -> list[list[list[TrainRow]]]:
+    """One epoch of optimizer steps: each step is `world_size` per-device batches of `batch_size` rows,
+    all from one dataset (the paper's "same dataset throughout one training step", across devices too,
+    so cross-device negatives and in-batch examples never mix datasets). Every dataset is shuffled and
+    cut into full steps; the rows left over are dropped (as FlagEmbedding's SameDatasetTrainDataset
+    drops them), and a dataset smaller than one step gives one step of smaller batches. The steps are
+    interleaved in a seeded order (each epoch has its own seed)."""
     rng = random.Random(seed)
-    out: list[list[TrainRow]] = []
+    out: list[list[list[TrainRow]]] = []
     for ds in datasets:
         rows = list(ds.rows)
         rng.shuffle(rows)
-        size = min(batch_size, len(rows))
-        out += [rows[i : i + size] for i in range(0, len(rows) - size + 1, size)]
+        size = min(batch_size, len(rows) // world_size)
+        if size == 0:
+            raise TrainDataError(
+                f"{ds.name} has {len(rows)} row(s): too few for one batch on each of {world_size} devices"
+            )
+        width = size * world_size
+        if len(rows) % width:
+            logger.info("%s: %d row(s) left over after full steps are not used this epoch", ds.name,
+                        len(rows) % width)  # fmt: skip
+        out += [
+            [rows[i + d * size : i + (d + 1) * size] for d in range(world_size)]
+            for i in range(0, len(rows) - width + 1, width)
+        ]
     rng.shuffle(out)
     return out

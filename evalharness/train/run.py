@@ -7,6 +7,7 @@ once: the rows (file and line), their overlap with evaluated splits, the group s
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ from evalharness.train.config import TrainConfig
 from evalharness.train.data import (
     Dataset,
     TrainDataError,
-    batches,
     check_disjoint,
     check_group_size,
+    check_teacher_scores,
     load_datasets,
+    steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -29,11 +31,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """What a validated config trains on: the datasets, their batches and the template."""
+    """What a validated config trains on: the datasets, one epoch of steps (each `world_size`
+    same-dataset batches, one per device) and the template."""
 
     datasets: list[Dataset]
-    batches: list[list[Any]]
+    steps: list[list[list[Any]]]
     template: PromptTemplate
+    world_size: int = 1
+
+
+def world_size() -> int:
+    """Processes of this run, as `torchrun` / `accelerate launch` announce them (read before the
+    Trainer starts, so the steps can be laid out during validation)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def validate(cfg: TrainConfig) -> TrainPlan:
@@ -56,11 +66,18 @@ def validate(cfg: TrainConfig) -> TrainPlan:
             if cfg.mine.negatives < cfg.group_size - 1:  # mined negatives fill the groups otherwise
                 problems += check_group_size(datasets, cfg.group_size)
             problems += check_disjoint(datasets, guard)
+            if cfg.knowledge_distillation:
+                problems += check_teacher_scores(datasets, cfg.group_size)
     except (TrainDataError, KeyError, FileNotFoundError, ValueError) as err:
         problems.append(str(err).strip("'\""))
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         problems.append(f"output_dir={out} is a file; choose a folder")
+    if cfg.knowledge_distillation and cfg.mine.negatives:
+        problems.append(
+            "knowledge_distillation=true with mine.negatives: mined negatives have no teacher scores; "
+            "mine, score the rows with a reranker, then train on the scored JSONL"
+        )
     if cfg.mine.negatives and len(cfg.mine.rank_range) != 2:
         problems.append(f"mine.rank_range={cfg.mine.rank_range}; give [first, last) ranks, e.g. [2, 100]")
     if cfg.mine.model:
@@ -70,7 +87,8 @@ def validate(cfg: TrainConfig) -> TrainPlan:
             problems.append(f"mine.model: {err}")
     if problems:
         raise TrainDataError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
-    return TrainPlan(datasets, batches(datasets, cfg.batch_size, cfg.seed), template)
+    world = world_size()
+    return TrainPlan(datasets, steps(datasets, cfg.batch_size, cfg.seed, world), template, world)
 
 
 def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[Any] | None = None) -> Path:
@@ -80,8 +98,8 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
 
     from evalharness.train.collator import ICLCollator
     from evalharness.train.trainer import (
-        BatchList,
         ContrastiveTrainer,
+        StepBatches,
         load_model,
         training_arguments,
         write_output,
@@ -101,12 +119,14 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
         prefix_max_tokens=cfg.prefix_max_tokens,
         group_size=cfg.group_size,
         seed=cfg.seed,
+        teacher_scores=cfg.knowledge_distillation,
+        zero_shot_steps=cfg.zero_shot_steps,
     )
     args = training_arguments(cfg)
     trainer = ContrastiveTrainer(
         model=model,
         args=args,
-        train_dataset=BatchList(plan.batches),
+        train_dataset=StepBatches(plan.datasets, cfg.batch_size, cfg.seed, plan.world_size),
         data_collator=collator,
         temperature=cfg.temperature,
         cross_device=cfg.cross_device_negatives,
@@ -125,7 +145,7 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
         "examples_per_query": {str(k): n for k, n in sorted(counts.items())},
         "queries_with_examples": round(1 - counts.get(0, 0) / total, 4),
         "rows": {ds.name: len(ds.rows) for ds in plan.datasets},
-        "batches": len(plan.batches),
+        "steps_per_epoch": len(plan.steps),
     }
     if trainer.is_world_process_zero():
         return write_output(cfg, trainer.model, tokenizer, plan.datasets, stats)
@@ -133,7 +153,7 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
 
 
 def _with_mined_negatives(cfg: TrainConfig, plan: TrainPlan) -> TrainPlan:
-    """Mine with the chosen embedder (or the base model), then rebuild the batches from the new rows."""
+    """Mine with the chosen embedder (or the base model), then rebuild the steps from the new rows."""
     import dataclasses
 
     from evalharness.encoders.loading import load_backend
@@ -149,4 +169,6 @@ def _with_mined_negatives(cfg: TrainConfig, plan: TrainPlan) -> TrainPlan:
         for ds in plan.datasets
     ]  # fmt: skip
     del backend
-    return dataclasses.replace(plan, datasets=datasets, batches=batches(datasets, cfg.batch_size, cfg.seed))
+    return dataclasses.replace(
+        plan, datasets=datasets, steps=steps(datasets, cfg.batch_size, cfg.seed, plan.world_size)
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from evalharness.train.collator import DeviceBatch
 from evalharness.train.config import TrainConfig
 from evalharness.train.loss import info_nce
 
@@ -40,12 +41,28 @@ class ContrastiveTrainer(Trainer):
         self.temperature = temperature
         self.cross_device = cross_device
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not isinstance(dataset, StepBatches):
+            return super()._get_train_sampler(train_dataset)
+        if dataset.world_size != self.args.world_size:
+            raise RuntimeError(
+                f"the steps were laid out for {dataset.world_size} process(es) but this run has "
+                f"{self.args.world_size}; validate inside the launched processes"
+            )
+        return StepSampler(len(dataset))
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         in_batch = bool(inputs.get("in_batch_negatives", True))
         q = last_token(model, inputs["query_input_ids"], inputs["query_attention_mask"])
         p = last_token(model, inputs["passage_input_ids"], inputs["passage_attention_mask"])
         loss = info_nce(
-            q, p, temperature=self.temperature, in_batch=in_batch, cross_device=self.cross_device and in_batch
+            q,
+            p,
+            temperature=self.temperature,
+            in_batch=in_batch,
+            cross_device=self.cross_device and in_batch,
+            teacher_scores=inputs.get("teacher_scores"),
         )
         return (loss, {"query_embeddings": q}) if return_outputs else loss
 
@@ -59,17 +76,52 @@ class ContrastiveTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
-class BatchList(torch.utils.data.Dataset):
-    """Each item is one same-dataset batch (the Trainer's batch size is 1 batch per device)."""
+class StepBatches(torch.utils.data.Dataset):
+    """Per-device batches addressed by (epoch, step, device): item `e * len + s * W + d` is device d's
+    batch of step s in epoch e. Every epoch lays its rows out anew from the seed (as FlagEmbedding's
+    `refresh_epoch` does), so a resumed run sees what an uninterrupted one sees. The Trainer's batch
+    size is 1 batch per device."""
 
-    def __init__(self, batches: list[list[Any]]) -> None:
-        self.batches = batches
+    def __init__(self, datasets: list[Any], batch_size: int, seed: int, world_size: int) -> None:
+        self.datasets, self.batch_size, self.seed, self.world_size = datasets, batch_size, seed, world_size
+        self._epochs: dict[int, list[list[Any]]] = {}
+        self.steps_per_epoch = len(self._epoch(0)) // world_size
+
+    def _epoch(self, epoch: int) -> list[list[Any]]:
+        if epoch not in self._epochs:
+            from evalharness.train.data import steps
+
+            seed = self.seed if epoch == 0 else f"{self.seed}:{epoch}"
+            layout = steps(self.datasets, self.batch_size, seed, self.world_size)
+            self._epochs = {epoch: [batch for step in layout for batch in step]}  # keep one epoch
+        return self._epochs[epoch]
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return self.steps_per_epoch * self.world_size
 
-    def __getitem__(self, i: int) -> list[Any]:
-        return self.batches[i]
+    def __getitem__(self, i: int) -> DeviceBatch:
+        epoch, position = divmod(i, len(self))
+        return DeviceBatch(
+            self._epoch(epoch)[position], epoch * self.steps_per_epoch + position // self.world_size
+        )
+
+
+class StepSampler(torch.utils.data.Sampler[int]):
+    """The current epoch's batches in step order, each step's W batches consecutive. accelerate
+    shards a dataloader by handing batch i to process i % W, so every device gets its batch of the
+    same step: one dataset per step across devices. The Trainer calls `set_epoch`."""
+
+    def __init__(self, n_batches: int) -> None:
+        self.n_batches, self.epoch = n_batches, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        return iter(range(self.epoch * self.n_batches, (self.epoch + 1) * self.n_batches))
 
 
 def _lora_layers(layers: list[int], n_layers: int) -> list[int] | None:
@@ -130,6 +182,11 @@ def training_arguments(cfg: TrainConfig) -> Any:
     from evalharness.encoders.backends import resolve_device
 
     cpu = resolve_device(cfg.model.device) == "cpu"
+    # transformers 5 renamed it (the old name warns); 4.x knows only the old one
+    fields = TrainingArguments.__dataclass_fields__
+    checkpointing = (
+        "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    )
     return TrainingArguments(
         output_dir=str(Path(cfg.output_dir) / "checkpoints"),
         per_device_train_batch_size=1,  # one same-dataset batch per device and step
@@ -142,7 +199,7 @@ def training_arguments(cfg: TrainConfig) -> Any:
         save_total_limit=2,
         report_to=[r for r in cfg.report_to if r != "none"] or "none",
         seed=cfg.seed,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **{checkpointing: cfg.gradient_checkpointing},
         remove_unused_columns=False,
         dataloader_drop_last=False,
         use_cpu=cpu,
