@@ -23,8 +23,8 @@ from benchmarks.common import apply_threads, log, machine, save_json
 #: (label, overrides of the offline preset); each changes one thing.
 SETTINGS: list[tuple[str, dict[str, Any]]] = [
     ("offline preset, zero-shot steps", {"max_examples": 0}),
-    ("+ examples, k ~ U{0..3}", {"max_examples": 3}),
-    ("+ examples, k ~ U{0..5}", {"max_examples": 5}),
+    ("+ examples, k ~ U{0..3} (the preset's last 16 steps)", {"max_examples": 3, "zero_shot_steps": 0}),
+    ("+ examples, k ~ U{0..5}", {"max_examples": 5, "zero_shot_steps": 0}),
     ("LoRA on attention only (q/k/v/o)", {"max_examples": 0, "lora": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}}),
     ("LoRA on all 30 layers", {"max_examples": 0, "lora": {"layers": []}}),
     ("group_size 4 (3 hard negatives)", {"max_examples": 0, "group_size": 4}),

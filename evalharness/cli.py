@@ -111,9 +111,10 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from evalharness.config import available_models, load_model_config
 
-    for name in available_models():
-        cfg = load_model_config(name)
-        print(f"{name:24s} {cfg.name:40s} {cfg.backend:22s} template={cfg.template} source={cfg.source}")
+    configs = {name: load_model_config(name) for name in available_models()}
+    width = max(len(c.name) for c in configs.values())
+    for name, cfg in configs.items():
+        print(f"{name:24s} {cfg.name:{width}s} {cfg.backend:22s} template={cfg.template} source={cfg.source}")
     return 0
 
 

@@ -83,3 +83,16 @@ def test_the_committed_demo_is_what_the_code_produces(tmp_path, monkeypatch):
     changed = sorted(k for k, v in _all_files(copy).items() if before.get(k) != v)
     assert changed == [], text
     assert snapshot_files(copy).keys() == snapshot_files(COMMITTED).keys()
+
+
+def test_the_committed_trained_model_results_come_from_the_current_preset():
+    """The trained model's demo results are not recomputed here (that means training it, minutes of
+    CPU); they are filed under the revision that names the offline preset's digest, so results of an
+    older preset cannot pass for the current one."""
+    from evalharness.config import load_model_config
+    from evalharness.train.offline import preset_digest
+
+    config = load_model_config("smollm2-135m-icl")
+    folder = COMMITTED / "results" / config.name.replace("/", "__")
+    assert [p.name for p in folder.iterdir() if p.is_dir()] == [f"train-offline-{preset_digest()}"]
+    assert load_model_config("smollm2-135m-icl").revision == f"train-offline-{preset_digest()}"

@@ -560,3 +560,13 @@ def test_the_offline_trained_model_is_the_default_train_command_and_its_revision
         composed = OmegaConf.to_object(compose(config_name="train_config"))
     assert dataclasses.replace(composed, output_dir="x") == preset_config("x")
     assert load_model_config("smollm2-135m-icl").revision == f"train-offline-{preset_digest()}"
+
+
+def test_the_shipped_deepspeed_config_is_one_accelerate_reads_as_zero_stage_1():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from evalharness.config import CONF_DIR
+
+    config = load_config_from_file(str(CONF_DIR / "accelerate" / "deepspeed-zero1.yaml"))
+    assert config.distributed_type == "DEEPSPEED" and config.deepspeed_config["zero_stage"] == 1
+    assert config.num_processes == 8 and config.mixed_precision == "bf16"

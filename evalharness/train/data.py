@@ -261,7 +261,7 @@ def load_datasets(cfg: TrainDataConfig) -> tuple[list[Dataset], list[Any]]:
 
 
 def steps(
-    datasets: Sequence[Dataset], batch_size: int, seed: int | str, world_size: int = 1
+    datasets: Sequence[Dataset], batch_size: int, seed: int | str, world_size: int = 1, *, quiet: bool = False
 ) -> list[list[list[TrainRow]]]:
     """One epoch of optimizer steps: each step is `world_size` per-device batches of `batch_size` rows,
     all from one dataset (the paper's "same dataset throughout one training step", across devices too,
@@ -280,9 +280,12 @@ def steps(
                 f"{ds.name} has {len(rows)} row(s): too few for one batch on each of {world_size} devices"
             )
         width = size * world_size
-        if len(rows) % width:
-            logger.info("%s: %d row(s) left over after full steps are not used this epoch", ds.name,
-                        len(rows) % width)  # fmt: skip
+        if len(rows) % width and not quiet:
+            logger.info(
+                "%s: %d row(s) left over after full steps go unused in each epoch (a new draw every epoch)",
+                ds.name,
+                len(rows) % width,
+            )
         out += [
             [rows[i + d * size : i + (d + 1) * size] for d in range(world_size)]
             for i in range(0, len(rows) - width + 1, width)

@@ -2,6 +2,9 @@
 offline preset (conf/train/offline.yaml), built once into the cache on first use, as the GGUF
 conversion is. The folder is named by a digest of the resolved training config, so a changed preset
 trains a new model instead of reusing an old one; a build killed midway resumes from its checkpoints.
+Training runs as its own `evalharness train` process, so nothing it sets (global seeds, accelerate's
+state) leaks into the run that asked for the model: a run that trains the model scores exactly as a
+later run that finds it in the cache.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ def preset_digest() -> str:
 
 def trained_offline_model() -> str:
     """The trained folder, training it first if the cache lacks it (a few minutes on 2 cores)."""
+    import subprocess
+    import sys
+
     from filelock import FileLock
 
     from evalharness.encoders.loading import cache_dir
-    from evalharness.train.run import train, validate
 
     out = cache_dir() / "models" / f"{BASE_MODEL}-icl-{preset_digest()}"
     if (out / "config.json").is_file():
@@ -53,9 +58,18 @@ def trained_offline_model() -> str:
     with FileLock(str(out) + ".lock"):
         if not (out / "config.json").is_file():
             building = out.with_name(out.name + ".partial")
-            cfg = preset_config(building)
             logger.info("training the offline ICL model once (conf/train/%s.yaml) into %s", PRESET, out)
-            train(cfg, validate(cfg))
+            command = [
+                sys.executable,
+                "-m",
+                "evalharness.cli",
+                "train",
+                f"train={PRESET}",
+                f"output_dir={building}",
+            ]
+            if subprocess.run(command, check=False).returncode != 0:
+                raise RuntimeError(f"training the offline model failed: {' '.join(command)}")
             shutil.rmtree(building / "checkpoints", ignore_errors=True)
+            shutil.rmtree(building / "hydra", ignore_errors=True)
             building.rename(out)
     return str(out)

@@ -92,7 +92,7 @@ class StepBatches(torch.utils.data.Dataset):
             from evalharness.train.data import steps
 
             seed = self.seed if epoch == 0 else f"{self.seed}:{epoch}"
-            layout = steps(self.datasets, self.batch_size, seed, self.world_size)
+            layout = steps(self.datasets, self.batch_size, seed, self.world_size, quiet=True)
             self._epochs = {epoch: [batch for step in layout for batch in step]}  # keep one epoch
         return self._epochs[epoch]
 
