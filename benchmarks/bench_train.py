@@ -2,7 +2,7 @@
 Trainer, collator and loss) for the offline preset and one change at a time, measured side by side in
 one process on the same rows, with the ratio to the preset.
 
-    python -m benchmarks.bench_train              # or: python -m benchmarks.run --only train
+    python -m benchmarks.bench_train              # about 10 minutes on 2 CPU cores
     python -m benchmarks.bench_train --steps 6    # more steps per setting (steadier, slower)
 
 The rows are OfflineChatterbotRetrieval's train pairs; for `group_size` > 1 each row gets other rows'
