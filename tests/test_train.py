@@ -273,6 +273,16 @@ def test_a_tiny_training_run_writes_a_folder_that_evalharness_run_evaluates(
     assert manifest["data"]["train"] and manifest["base_model"]["name"] == smollm2_config.name
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "model.safetensors").is_file()
     assert sum(int(k) * n for k, n in manifest["stats"]["examples_per_query"].items()) > 0
+    # the tokens/s the logs show count exactly the real tokens of the batches the two steps trained on
+    from evalharness.train.run import make_collator
+    from evalharness.train.trainer import StepBatches
+
+    plan = validate(cfg)
+    again = make_collator(cfg, smollm2_backend.tokenizer, plan.template)
+    items = StepBatches(plan.datasets, cfg.batch_size, cfg.seed, 1)
+    masks = [again([items[i]]) for i in (0, 1)]
+    want = sum(int(b["query_attention_mask"].sum() + b["passage_attention_mask"].sum()) for b in masks)
+    assert manifest["stats"]["tokens"] == want and manifest["stats"]["tokens_per_second"] > 0
 
     trained = DecoderBackend(str(out), dtype="float32", device="cpu")
     probe = [PromptedText("", "a passage about topic 1.", "", False)]

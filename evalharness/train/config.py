@@ -68,7 +68,9 @@ class TrainConfig:
     output_dir: str = "outputs/train"
     template: str | None = None  # default: the model's (bge-icl)
     max_examples: int = 5  # k ~ U{0..max_examples} in-batch examples per query
-    zero_shot_steps: int = 0  # a warm phase: the first steps' queries carry no examples (not the paper's)
+    # a warm phase (not the paper's): queries of the first N steps carry no examples (with gradient
+    # accumulation, N counts per-device batches)
+    zero_shot_steps: int = 0
     example_max_tokens: int = 256  # each example's query and response (paper: 256 / 256)
     prefix_max_tokens: int = 1536  # the examples' budget (FlagEmbedding: query_max_len 2048 - 512)
     group_size: int = 8  # passages per query: 1 positive + (group_size - 1) hard negatives

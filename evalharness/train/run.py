@@ -96,7 +96,6 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
     `callbacks`: transformers TrainerCallbacks (trackers, early stopping, tests' kill switches)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from evalharness.train.collator import ICLCollator
     from evalharness.train.trainer import (
         ContrastiveTrainer,
         StepBatches,
@@ -109,19 +108,7 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
     if cfg.mine.negatives:
         plan = _with_mined_negatives(cfg, plan)
     model, tokenizer = load_model(cfg)
-    collator = ICLCollator(
-        tokenizer,
-        plan.template,
-        query_max_length=cfg.model.query_max_length,
-        passage_max_length=cfg.model.passage_max_length,
-        max_examples=cfg.max_examples,
-        example_max_tokens=cfg.example_max_tokens,
-        prefix_max_tokens=cfg.prefix_max_tokens,
-        group_size=cfg.group_size,
-        seed=cfg.seed,
-        teacher_scores=cfg.knowledge_distillation,
-        zero_shot_steps=cfg.zero_shot_steps,
-    )
+    collator = make_collator(cfg, tokenizer, plan.template)
     args = training_arguments(cfg)
     trainer = ContrastiveTrainer(
         model=model,
@@ -141,6 +128,8 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
     total = sum(counts.values()) or 1
     stats = {
         "steps": result.global_step,
+        "tokens": trainer.tokens,  # this process's, unpadded
+        "tokens_per_second": round(trainer.tokens / max(result.metrics.get("train_runtime", 0.0), 1e-9), 1),
         "train_loss": result.training_loss,
         "examples_per_query": {str(k): n for k, n in sorted(counts.items())},
         "queries_with_examples": round(1 - counts.get(0, 0) / total, 4),
@@ -150,6 +139,24 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
     if trainer.is_world_process_zero():
         return write_output(cfg, trainer.model, tokenizer, plan.datasets, stats)
     return Path(cfg.output_dir)
+
+
+def make_collator(cfg: TrainConfig, tokenizer: Any, template: PromptTemplate) -> Any:
+    from evalharness.train.collator import ICLCollator
+
+    return ICLCollator(
+        tokenizer,
+        template,
+        query_max_length=cfg.model.query_max_length,
+        passage_max_length=cfg.model.passage_max_length,
+        max_examples=cfg.max_examples,
+        example_max_tokens=cfg.example_max_tokens,
+        prefix_max_tokens=cfg.prefix_max_tokens,
+        group_size=cfg.group_size,
+        seed=cfg.seed,
+        teacher_scores=cfg.knowledge_distillation,
+        zero_shot_steps=cfg.zero_shot_steps,
+    )
 
 
 def _with_mined_negatives(cfg: TrainConfig, plan: TrainPlan) -> TrainPlan:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class ContrastiveTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.temperature = temperature
         self.cross_device = cross_device
+        self.tokens = 0  # real (unpadded) query and passage tokens this process has trained on
+        self._since: tuple[float, int] | None = None  # (time, tokens) at the previous log
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -54,6 +57,10 @@ class ContrastiveTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         in_batch = bool(inputs.get("in_batch_negatives", True))
+        if self._since is None:  # the clock of the first tokens/s starts with the first batch
+            self._since = (time.perf_counter(), self.tokens)
+        if model.training:
+            self.tokens += int(inputs["query_attention_mask"].sum() + inputs["passage_attention_mask"].sum())
         q = last_token(model, inputs["query_input_ids"], inputs["query_attention_mask"])
         p = last_token(model, inputs["passage_input_ids"], inputs["passage_attention_mask"])
         loss = info_nce(
@@ -67,7 +74,12 @@ class ContrastiveTrainer(Trainer):
         return (loss, {"query_embeddings": q}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        """Adds how many examples the queries carried so far (a zero here is the #1158 trap)."""
+        """Adds this process's training tokens per second since the last log, and how many examples
+        the queries carried so far (a zero here is the #1158 trap)."""
+        now = time.perf_counter()
+        if self._since is not None and now > self._since[0] and "loss" in logs:
+            logs["tokens_per_second"] = round((self.tokens - self._since[1]) / (now - self._since[0]), 1)
+        self._since = (now, self.tokens)
         counts = getattr(self.data_collator, "examples_per_query", None)
         if counts:
             total = sum(counts.values())
