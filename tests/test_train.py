@@ -283,6 +283,13 @@ def test_a_tiny_training_run_writes_a_folder_that_evalharness_run_evaluates(
     masks = [again([items[i]]) for i in (0, 1)]
     want = sum(int(b["query_attention_mask"].sum() + b["passage_attention_mask"].sum()) for b in masks)
     assert manifest["stats"]["tokens"] == want and manifest["stats"]["tokens_per_second"] > 0
+    import pandas as pd
+
+    curve = pd.read_csv(out / "train_log.csv")  # logging_steps=1: one row per step
+    assert curve["step"].tolist() == [1, 2] and curve["loss"].notna().all()
+    assert {"learning_rate", "tokens_per_second", "examples_per_query", "queries_with_examples"} <= set(
+        curve.columns
+    )
 
     trained = DecoderBackend(str(out), dtype="float32", device="cpu")
     probe = [PromptedText("", "a passage about topic 1.", "", False)]

@@ -137,8 +137,19 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
         "steps_per_epoch": len(plan.steps),
     }
     if trainer.is_world_process_zero():
-        return write_output(cfg, trainer.model, tokenizer, plan.datasets, stats)
+        out = write_output(cfg, trainer.model, tokenizer, plan.datasets, stats)
+        write_log(trainer.state.log_history, out / "train_log.csv")
+        return out
     return Path(cfg.output_dir)
+
+
+def write_log(history: list[dict[str, Any]], path: Path) -> None:
+    """The loss curve, learning rate, tokens/s and examples per query at every logging step, as CSV
+    (what the trackers get, for runs with `report_to=[none]`)."""
+    import pandas as pd
+
+    rows = [h for h in history if "loss" in h]
+    pd.DataFrame(rows).to_csv(path, index=False)
 
 
 def make_collator(cfg: TrainConfig, tokenizer: Any, template: PromptTemplate) -> Any:
