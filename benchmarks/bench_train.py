@@ -50,6 +50,7 @@ def time_setting(overrides: dict[str, Any], steps: int) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from transformers import TrainerCallback
 
+    from evalharness.train.data import StepBatches
     from evalharness.train.offline import preset_config
     from evalharness.train.run import train, validate
 
@@ -72,7 +73,9 @@ def time_setting(overrides: dict[str, Any], steps: int) -> dict[str, Any]:
         if plan is None:  # the packaged rows have no negatives: borrow other rows' positives
             cfg_one = dataclasses.replace(cfg, group_size=1)
             plan = validate(cfg_one)
-            plan = dataclasses.replace(plan, datasets=_with_negatives(plan.datasets, cfg.group_size - 1))
+            datasets = _with_negatives(plan.datasets, cfg.group_size - 1)
+            batches = StepBatches(datasets, cfg.batch_size, cfg.seed, plan.batches.world_size)
+            plan = dataclasses.replace(plan, datasets=datasets, batches=batches)
         clock = Clock()
         train(cfg, plan, callbacks=[clock])
         timed = clock.times[1:]

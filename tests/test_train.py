@@ -168,7 +168,7 @@ def test_about_five_sixths_of_queries_carry_examples_never_their_own_row(smollm2
 
 
 def test_a_zero_shot_warm_phase_holds_examples_back_for_its_steps_only(smollm2_backend):
-    from evalharness.train.collator import DeviceBatch
+    from evalharness.train.data import DeviceBatch
 
     collator = _collator(smollm2_backend, max_examples=3, group_size=1, zero_shot_steps=2)
     warm = [collator([DeviceBatch(ROWS, step)])["n_examples"].tolist() for step in (0, 1)]
@@ -275,12 +275,10 @@ def test_a_tiny_training_run_writes_a_folder_that_evalharness_run_evaluates(
     assert sum(int(k) * n for k, n in manifest["stats"]["examples_per_query"].items()) > 0
     # the tokens/s the logs show count exactly the real tokens of the batches the two steps trained on
     from evalharness.train.run import make_collator
-    from evalharness.train.trainer import StepBatches
 
     plan = validate(cfg)
     again = make_collator(cfg, smollm2_backend.tokenizer, plan.template)
-    items = StepBatches(plan.datasets, cfg.batch_size, cfg.seed, 1)
-    masks = [again([items[i]]) for i in (0, 1)]
+    masks = [again([plan.batches[i]]) for i in (0, 1)]
     want = sum(int(b["query_attention_mask"].sum() + b["passage_attention_mask"].sum()) for b in masks)
     assert manifest["stats"]["tokens"] == want and manifest["stats"]["tokens_per_second"] > 0
     import pandas as pd

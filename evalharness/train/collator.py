@@ -19,7 +19,6 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,17 +26,9 @@ import torch
 from evalharness.examples import Example
 from evalharness.prompts import PromptedText, PromptTemplate, special_layout, tokenize_prompted
 from evalharness.train.config import IN_BATCH_TYPES, SYMMETRIC_TYPES
-from evalharness.train.data import TrainRow, negatives_for
+from evalharness.train.data import DeviceBatch, TrainRow, negatives_for
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DeviceBatch:
-    """One device's rows for one optimizer step (0-based, counted over the whole run)."""
-
-    rows: list[TrainRow]
-    step: int
 
 
 class ICLCollator:

@@ -292,3 +292,45 @@ def steps(
         ]
     rng.shuffle(out)
     return out
+
+
+@dataclass(frozen=True)
+class DeviceBatch:
+    """One device's rows for one optimizer step (0-based, counted over the whole run)."""
+
+    rows: list[TrainRow]
+    step: int
+
+
+class StepBatches:
+    """The Trainer's dataset: per-device batches addressed by (epoch, step, device), item
+    `e * len + s * W + d` being device d's batch of step s in epoch e (the Trainer's batch size is 1
+    batch per device). Every epoch lays its rows out anew with `steps` (as FlagEmbedding's
+    `refresh_epoch` does), from the seed, so a resumed run sees what an uninterrupted one sees.
+    Built during validation: epoch 0's layout is where a dataset too small for the devices is found."""
+
+    def __init__(self, datasets: Sequence[Dataset], batch_size: int, seed: int, world_size: int = 1) -> None:
+        self.datasets, self.batch_size, self.seed, self.world_size = (
+            list(datasets),
+            batch_size,
+            seed,
+            world_size,
+        )
+        self._epochs: dict[int, list[list[TrainRow]]] = {}
+        self.steps_per_epoch = len(self._epoch(0)) // world_size
+
+    def _epoch(self, epoch: int) -> list[list[TrainRow]]:
+        if epoch not in self._epochs:
+            seed = self.seed if epoch == 0 else f"{self.seed}:{epoch}"
+            layout = steps(self.datasets, self.batch_size, seed, self.world_size, quiet=epoch > 0)
+            self._epochs = {epoch: [batch for step in layout for batch in step]}  # keep one epoch
+        return self._epochs[epoch]
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch * self.world_size
+
+    def __getitem__(self, i: int) -> DeviceBatch:
+        epoch, position = divmod(i, len(self))
+        return DeviceBatch(
+            self._epoch(epoch)[position], epoch * self.steps_per_epoch + position // self.world_size
+        )

@@ -18,12 +18,12 @@ from evalharness.tasks.offline import scale as offline_scale
 from evalharness.train.config import TrainConfig
 from evalharness.train.data import (
     Dataset,
+    StepBatches,
     TrainDataError,
     check_disjoint,
     check_group_size,
     check_teacher_scores,
     load_datasets,
-    steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -31,13 +31,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainPlan:
-    """What a validated config trains on: the datasets, one epoch of steps (each `world_size`
-    same-dataset batches, one per device) and the template."""
+    """What a validated config trains on: the datasets, their per-device batches step by step (each
+    step `world_size` same-dataset batches, one per device) and the template."""
 
     datasets: list[Dataset]
-    steps: list[list[list[Any]]]
+    batches: StepBatches
     template: PromptTemplate
-    world_size: int = 1
 
 
 def world_size() -> int:
@@ -87,8 +86,7 @@ def validate(cfg: TrainConfig) -> TrainPlan:
             problems.append(f"mine.model: {err}")
     if problems:
         raise TrainDataError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
-    world = world_size()
-    return TrainPlan(datasets, steps(datasets, cfg.batch_size, cfg.seed, world), template, world)
+    return TrainPlan(datasets, StepBatches(datasets, cfg.batch_size, cfg.seed, world_size()), template)
 
 
 def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[Any] | None = None) -> Path:
@@ -98,7 +96,6 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
 
     from evalharness.train.trainer import (
         ContrastiveTrainer,
-        StepBatches,
         load_model,
         training_arguments,
         write_output,
@@ -113,7 +110,7 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
     trainer = ContrastiveTrainer(
         model=model,
         args=args,
-        train_dataset=StepBatches(plan.datasets, cfg.batch_size, cfg.seed, plan.world_size),
+        train_dataset=plan.batches,
         data_collator=collator,
         temperature=cfg.temperature,
         cross_device=cfg.cross_device_negatives,
@@ -134,7 +131,7 @@ def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[An
         "examples_per_query": {str(k): n for k, n in sorted(counts.items())},
         "queries_with_examples": round(1 - counts.get(0, 0) / total, 4),
         "rows": {ds.name: len(ds.rows) for ds in plan.datasets},
-        "steps_per_epoch": len(plan.steps),
+        "steps_per_epoch": plan.batches.steps_per_epoch,
     }
     if trainer.is_world_process_zero():
         out = write_output(cfg, trainer.model, tokenizer, plan.datasets, stats)
@@ -187,6 +184,5 @@ def _with_mined_negatives(cfg: TrainConfig, plan: TrainPlan) -> TrainPlan:
         for ds in plan.datasets
     ]  # fmt: skip
     del backend
-    return dataclasses.replace(
-        plan, datasets=datasets, steps=steps(datasets, cfg.batch_size, cfg.seed, plan.world_size)
-    )
+    batches = StepBatches(datasets, cfg.batch_size, cfg.seed, plan.batches.world_size)
+    return dataclasses.replace(plan, datasets=datasets, batches=batches)

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from evalharness.train.collator import DeviceBatch
 from evalharness.train.config import TrainConfig
+from evalharness.train.data import StepBatches
 from evalharness.train.loss import info_nce
 
 logger = logging.getLogger(__name__)
@@ -86,36 +86,6 @@ class ContrastiveTrainer(Trainer):
             logs["examples_per_query"] = round(sum(k * n for k, n in counts.items()) / total, 3)
             logs["queries_with_examples"] = round(1 - counts.get(0, 0) / total, 3)
         super().log(logs, *args, **kwargs)
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Per-device batches addressed by (epoch, step, device): item `e * len + s * W + d` is device d's
-    batch of step s in epoch e. Every epoch lays its rows out anew from the seed (as FlagEmbedding's
-    `refresh_epoch` does), so a resumed run sees what an uninterrupted one sees. The Trainer's batch
-    size is 1 batch per device."""
-
-    def __init__(self, datasets: list[Any], batch_size: int, seed: int, world_size: int) -> None:
-        self.datasets, self.batch_size, self.seed, self.world_size = datasets, batch_size, seed, world_size
-        self._epochs: dict[int, list[list[Any]]] = {}
-        self.steps_per_epoch = len(self._epoch(0)) // world_size
-
-    def _epoch(self, epoch: int) -> list[list[Any]]:
-        if epoch not in self._epochs:
-            from evalharness.train.data import steps
-
-            seed = self.seed if epoch == 0 else f"{self.seed}:{epoch}"
-            layout = steps(self.datasets, self.batch_size, seed, self.world_size, quiet=True)
-            self._epochs = {epoch: [batch for step in layout for batch in step]}  # keep one epoch
-        return self._epochs[epoch]
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch * self.world_size
-
-    def __getitem__(self, i: int) -> DeviceBatch:
-        epoch, position = divmod(i, len(self))
-        return DeviceBatch(
-            self._epoch(epoch)[position], epoch * self.steps_per_epoch + position // self.world_size
-        )
 
 
 class StepSampler(torch.utils.data.Sampler[int]):

@@ -33,7 +33,7 @@ def main(config: str, out: str) -> None:
     train(cfg, plan)
     rank = os.environ["RANK"]
     Path(out, f"rank{rank}.json").write_text(
-        json.dumps({"batches": seen, "steps": steps, "world": plan.world_size})
+        json.dumps({"batches": seen, "steps": steps, "world": plan.batches.world_size})
     )
 
 
