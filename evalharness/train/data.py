@@ -167,12 +167,12 @@ def rows_from_task(task: Any, split: str, instruction: str) -> Dataset:
 def check_disjoint(datasets: Sequence[Dataset], tasks: Iterable[Any]) -> list[str]:
     """Rows whose query or positive is a text of an evaluated split: training on them would make the
     evaluation in-domain in the worst way (mteb #1372: bge-en-icl's data holds ArguAna's test set)."""
-    from evalharness.examples import _split_texts
+    from evalharness.examples import split_texts
 
     problems = []
     for task in tasks:
         for split in task.eval_splits:
-            seen = _split_texts(task, split)
+            seen = split_texts(task, split)
             for ds in datasets:
                 clashes = [
                     r.source
