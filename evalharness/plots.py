@@ -1,5 +1,8 @@
 """PNG plots of a report: score vs shots per task type, per-task Δ bars, and a task × setting heat map.
 
+Each plot takes the frames it draws (a comparison's `seed_scores` and `columns`, the per-task table, the
+per-task Δ table; see evalharness.comparison), not the report, so this module never imports the report.
+
 Figures are built with matplotlib's object-oriented API (`Figure` on the Agg canvas, no pyplot), so
 nothing here needs a display or touches the caller's pyplot state or backend. Each PNG carries, in its `Description` text chunk,
 a JSON list of the series it draws, so a test or a script can check what a plot shows without reading
@@ -11,15 +14,15 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    from evalharness.report import Report
+from evalharness.taskinfo import type_key
 
 ALL_TASKS = "all tasks"
 DPI = 100
@@ -33,11 +36,12 @@ def _shot_key(shots: int) -> float:
     return math.inf if shots < 0 else shots
 
 
-def shot_curves(rep: Report) -> pd.DataFrame:
-    """Long frame behind `score_vs_shots`: series, panel (task type or "all tasks"), shots, mean over
-    seeds of the per-seed type mean, and its min/max over seeds. A series is one model with one way of
-    choosing examples; its 0-shot point is the model's zero-shot cell (same template)."""
-    seeds = rep.comparison.seed_scores
+def shot_curves(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> pd.DataFrame:
+    """Long frame behind `score_vs_shots`, from a comparison's `seed_scores` and `columns`: series,
+    panel (task type or "all tasks"), shots, mean over seeds of the per-seed type mean, and its min/max
+    over seeds. A series is one model with one way of choosing examples; its 0-shot point is the model's
+    zero-shot cell (same template)."""
+    seeds = seed_scores
     seeds = seeds[seeds["shots"].notna()]
     if seeds.empty:
         return pd.DataFrame(columns=["series", "panel", "shots", "score", "low", "high"])
@@ -45,9 +49,9 @@ def shot_curves(rep: Report) -> pd.DataFrame:
     overall = seeds.groupby(["column", "cell"])["score"].mean().reset_index().assign(task_type=ALL_TASKS)
     per_cell = pd.concat([per_type, overall], ignore_index=True)
     stats = per_cell.groupby(["column", "task_type"])["score"].agg(["mean", "min", "max"]).reset_index()
-    cols = rep.comparison.columns.set_index("column")
+    cols = columns.set_index("column")
     rows = []
-    for model, group in rep.comparison.columns.groupby("model", sort=False):
+    for model, group in columns.groupby("model", sort=False):
         group = group[group["shots"].notna()]
         zero = group[group["shots"] == 0]
         few = group[group["shots"] != 0]
@@ -75,14 +79,12 @@ def shot_curves(rep: Report) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def score_vs_shots(rep: Report) -> Figure | None:
+def score_vs_shots(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> Figure | None:
     """One panel per task type (plus all tasks): mean score against the number of examples."""
-    from evalharness.report import _type_key
-
-    curves = shot_curves(rep)
+    curves = shot_curves(seed_scores, columns)
     if curves.empty:
         return None
-    panels = sorted((p for p in curves["panel"].unique() if p != ALL_TASKS), key=_type_key) + [ALL_TASKS]
+    panels = sorted((p for p in curves["panel"].unique() if p != ALL_TASKS), key=type_key) + [ALL_TASKS]
     shots = sorted(curves["shots"].unique(), key=_shot_key)
     pos = {s: i for i, s in enumerate(shots)}
     ncols = min(4, len(panels))
@@ -125,9 +127,10 @@ def score_vs_shots(rep: Report) -> Figure | None:
     return fig
 
 
-def delta_per_task(rep: Report) -> Figure | None:
-    """Horizontal bars of Δ vs the baseline per task, one panel per model, one bar colour per setting."""
-    table = rep.delta_tasks
+def delta_per_task(delta_tasks: pd.DataFrame, baseline: int) -> Figure | None:
+    """Horizontal bars of Δ vs the baseline per task (the per-task Δ table), one panel per model, one bar
+    colour per setting."""
+    table = delta_tasks
     if table.empty:
         return None
     models = list(dict.fromkeys(table.columns.get_level_values("model")))
@@ -158,7 +161,7 @@ def delta_per_task(rep: Report) -> Figure | None:
         for boundary in boundaries:
             ax.axhline(boundary, color="grey", linewidth=0.6, linestyle=":")
         ax.set_title(model.split("/")[-1], fontsize=9)
-        ax.set_xlabel(f"Δ vs {rep.baseline}-shot (×100)", fontsize=8)
+        ax.set_xlabel(f"Δ vs {baseline}-shot (×100)", fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
@@ -167,24 +170,20 @@ def delta_per_task(rep: Report) -> Figure | None:
     return fig
 
 
-def heatmap(rep: Report) -> Figure:
-    """Rows tasks, columns model × setting; the text is the score, the colour its Δ vs the model's
-    baseline (blue better, red worse), so the pattern of gains shows at a glance across tasks whose
-    absolute scores differ a lot."""
-    scores = rep.tasks
-    delta = (
-        rep.delta_tasks.reindex(index=scores.index, columns=scores.columns)
-        if not rep.delta_tasks.empty
-        else None
-    )
+def heatmap(tasks: pd.DataFrame, delta_tasks: pd.DataFrame, baseline: int) -> Figure:
+    """Rows tasks, columns model × setting (the per-task table); the text is the score, the colour its Δ
+    vs the model's baseline (the per-task Δ table; blue better, red worse), so the pattern of gains shows
+    at a glance across tasks whose absolute scores differ a lot."""
+    scores = tasks
+    delta = delta_tasks.reindex(index=scores.index, columns=scores.columns) if not delta_tasks.empty else None
     if delta is not None:
-        baseline_cols = [c for c in scores.columns if c not in rep.delta_tasks.columns]
+        baseline_cols = [c for c in scores.columns if c not in delta_tasks.columns]
         for c in baseline_cols:
             delta[c] = np.where(scores[c].notna(), 0.0, np.nan)
         colour, cmap = delta.to_numpy(dtype=float), "RdBu"
         vmax = float(np.nanmax(np.abs(colour))) if np.isfinite(colour).any() else 1.0
         vmin, vmax = -(vmax or 1.0), vmax or 1.0
-        label = f"Δ vs {rep.baseline}-shot (×100)"
+        label = f"Δ vs {baseline}-shot (×100)"
     else:
         colour, cmap, vmin, vmax = scores.to_numpy(dtype=float), "viridis", None, None
         label = "score ×100"
@@ -228,17 +227,26 @@ def _save(fig: Figure, path: Path, title: str) -> Path:
     return path
 
 
-def save_all(rep: Report, out_dir: Path) -> dict[str, Path]:
-    """Write the report's PNGs; returns {plot key: path} for the ones that have something to show."""
+def save_all(
+    out_dir: Path,
+    *,
+    tasks: pd.DataFrame,
+    delta_tasks: pd.DataFrame,
+    seed_scores: pd.DataFrame,
+    columns: pd.DataFrame,
+    baseline: int,
+) -> dict[str, Path]:
+    """Write the report's PNGs from its frames (the per-task table, the per-task Δ table, a comparison's
+    `seed_scores` and `columns`); returns {plot key: path} for the ones that have something to show."""
     out_dir.mkdir(parents=True, exist_ok=True)
     saved: dict[str, Path] = {}
-    makers: dict[str, Any] = {
-        "score_vs_shots": score_vs_shots,
-        "delta_per_task": delta_per_task,
-        "heatmap": heatmap,
+    makers: dict[str, Callable[[], Figure | None]] = {
+        "score_vs_shots": lambda: score_vs_shots(seed_scores, columns),
+        "delta_per_task": lambda: delta_per_task(delta_tasks, baseline),
+        "heatmap": lambda: heatmap(tasks, delta_tasks, baseline),
     }
     for key, make in makers.items():
-        fig = make(rep)
+        fig = make()
         if fig is not None:
             saved[key] = _save(fig, out_dir / f"{key}.png", key.replace("_", " "))
     return saved

@@ -32,14 +32,8 @@ import pandas as pd
 from mteb.results import TaskResult
 
 from evalharness import selection as sel
-from evalharness.results import (
-    Results,
-    _flatten,
-    aggregate_children,
-    aggregate_parents,
-    main_score_name,
-    task_type,
-)
+from evalharness.results import Results, _flatten
+from evalharness.taskinfo import aggregate_children, aggregate_parents, main_score_name, task_type
 
 logger = logging.getLogger(__name__)
 

@@ -32,6 +32,8 @@ from typing import Any
 import pandas as pd
 from mteb.results import TaskResult
 
+from evalharness.taskinfo import _registry, aggregate_children
+
 logger = logging.getLogger(__name__)
 
 MANIFEST, RUN_BENCHMARK, OPTION, DEFAULTS, EVERYTHING = (
@@ -71,12 +73,6 @@ class Selection:
 # ---------------------------------------------------------------------------------------------
 # mteb lookups (cached: a report calls them once per result file)
 # ---------------------------------------------------------------------------------------------
-
-
-def _registry() -> Mapping[str, Any]:
-    from evalharness.results import _registry as registry
-
-    return registry()
 
 
 def known_task(name: str) -> bool:
@@ -125,7 +121,6 @@ def _filters(
 def benchmark_members(name: str) -> frozenset[str]:
     """The tasks of a benchmark, with the sub-tasks of its aggregate tasks (result folders hold
     CQADupstack's 12 forums, the benchmark names CQADupstackRetrieval)."""
-    from evalharness.results import aggregate_children
     from evalharness.tasks.resolve import benchmark_task_names
 
     names = set(benchmark_task_names(name))

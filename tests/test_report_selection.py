@@ -339,7 +339,9 @@ def test_heatmap_colour_bar_label_is_not_cut_at_the_edge(tmp_path):
 
     rep = SimpleNamespace(tasks=pd.DataFrame([[8.8], [19.6], [4.5], [32.5]], index=index, columns=columns),
                           delta_tasks=pd.DataFrame(), baseline=0)  # fmt: skip
-    path = plots._save(plots.heatmap(rep), tmp_path / "heatmap.png", "heatmap")
+    path = plots._save(
+        plots.heatmap(rep.tasks, rep.delta_tasks, rep.baseline), tmp_path / "heatmap.png", "heatmap"
+    )
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("L"))
     border = np.concatenate(
