@@ -1,4 +1,6 @@
-"""mteb tasks of the harness. `offline` holds the "offline-mini" benchmark built from package data."""
+"""mteb tasks of the harness. `offline` holds the "offline-mini" benchmark built from package data
+(one module per task); `resolve` turns names into task instances. Both this package and `resolve`
+import `offline`, never the reverse."""
 
 from evalharness.tasks.offline import (
     BENCHMARK_NAME,
