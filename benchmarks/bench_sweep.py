@@ -27,6 +27,7 @@ instruction wrapper, measured in tokens) once plus each query's remaining tokens
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
@@ -164,7 +165,8 @@ def run(
     from benchmarks.common import sibling_backend
     from evalharness.config import BenchmarkConfig, ExamplesConfig, RunConfig, load_model_config
     from evalharness.encoders.loading import load_backend
-    from evalharness.runner import Runner, validate
+    from evalharness.plan import validate
+    from evalharness.runner import Runner
 
     bench = sweep_task(task, spec)
     model = load_model_config("smollm2-135m", batch_size=batch_size, dtype="float32", device="cpu")
@@ -185,7 +187,7 @@ def run(
     measured: dict[str, dict[str, Any]] = {}
     item_sets: dict[str, set] = {}
     with bench.context:  # the Runner finds the task by name (mteb's task registry)
-        names, cells = validate(config("sweep"))
+        cells = validate(config("sweep")).cells
         cached = load_backend(model)
         uncached = sibling_backend(
             cached, prefix_cache=False, max_tokens_per_batch=getattr(cached, "max_tokens_per_batch", 16384)
@@ -200,12 +202,15 @@ def run(
                 f"[sweep] {variant}: {len(cells)} settings of {bench.name} "
                 f"({len(bench.queries)} queries, {len(bench.corpus)} passages)"
             )
+            plan = validate(config(variant))
             start, cpu_start = time.perf_counter(), time.process_time()
             if variant == "sweep":
-                records = Runner(config(variant), backend=backend).run(names, cells)
-            else:
+                records = Runner(plan, backend=backend).run()
+            else:  # one Runner per cell: a plan of that cell alone
                 records = [
-                    r for cell in cells for r in Runner(config(variant), backend=backend).run(names, [cell])
+                    r
+                    for planned in plan.planned
+                    for r in Runner(dataclasses.replace(plan, planned=(planned,)), backend=backend).run()
                 ]
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             recorder.close()

@@ -155,8 +155,8 @@ def _summarise(records) -> str:
 def _anticipated() -> tuple[type[BaseException], ...]:
     from evalharness.examples import ExampleError
     from evalharness.instructions import InstructionError
+    from evalharness.plan import ConfigError
     from evalharness.prompts import PromptError
-    from evalharness.runner import ConfigError
     from evalharness.tasks.resolve import TaskResolutionError
     from evalharness.train.data import TrainDataError
 
@@ -203,7 +203,7 @@ def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
     from omegaconf import OmegaConf
 
     from evalharness.config import CONF_DIR
-    from evalharness.runner import ConfigError
+    from evalharness.plan import ConfigError
 
     flags = [o for o in overrides if o.startswith("-")]
     plain = [o for o in overrides if not o.startswith("-")]
@@ -278,7 +278,8 @@ def hydra_main(app: HydraApp, overrides: Sequence[str]) -> int:
 
 
 def _run_app() -> HydraApp:
-    from evalharness.runner import run, validate
+    from evalharness.plan import validate
+    from evalharness.runner import run
 
     return HydraApp(
         "run", "run", "config", "results_dir", validate, lambda cfg, plan: _summarise(run(cfg, plan=plan))

@@ -21,7 +21,7 @@ import pandas as pd
 
 from evalharness.reference import our_metrics
 from evalharness.results import Results
-from evalharness.taskinfo import AIRBENCH_TYPES, aggregate_children, aggregate_parents, task_type, type_key
+from evalharness.taskinfo import aggregate_children, aggregate_parents, benchmark_of_type, task_type, type_key
 
 MEAN_TASKS, MEAN_TYPES, N_TASKS = "mean (tasks)", "mean (types)", "tasks"
 SETTING = ["shots", "strategy", "template", "set_id"]
@@ -282,7 +282,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         return table
     by_type = table.groupby(level="type", sort=False).mean()
     types = table.index.get_level_values("type")
-    mteb_only = ~types.isin(list(AIRBENCH_TYPES.values()))
+    mteb_only = types.map(benchmark_of_type) == "MTEB"
     overall = table[mteb_only] if mteb_only.any() else table
     out = pd.concat(
         [

@@ -86,3 +86,9 @@ TYPE_ORDER = [
 def type_key(task_type_: str) -> tuple[int, str]:
     """Sort key of a task type: the order of `TYPE_ORDER`, then alphabetical."""
     return (TYPE_ORDER.index(task_type_) if task_type_ in TYPE_ORDER else len(TYPE_ORDER), task_type_)
+
+
+def benchmark_of_type(task_type_: str) -> str:
+    """Which benchmark family a task type belongs to ("AIR-Bench" or "MTEB"): the paper reports each
+    family's own averages and never averages the two together."""
+    return "AIR-Bench" if task_type_ in AIRBENCH_TYPES.values() else "MTEB"

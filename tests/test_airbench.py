@@ -23,7 +23,8 @@ from evalharness.airbench.retriever import check_search, exact_search, search
 from evalharness.config import CONF_DIR, RunConfig
 from evalharness.examples import ExampleError
 from evalharness.instructions import AIRBENCH_INSTRUCTION
-from evalharness.runner import ConfigError, Runner, validate
+from evalharness.plan import ConfigError, validate
+from evalharness.runner import Runner
 
 EXAMPLES = Path(__file__).parent / "data" / "airbench" / "examples"
 VERSION = "AIR-Bench_24.05"
@@ -304,7 +305,8 @@ def test_zero_and_two_shot_runs_score_dev_and_write_submission(
     from scripts.zip_results import zip_results  # air-benchmark's own submission script
 
     cfg = _cfg(tmp_path, smollm2_config, air_dir)
-    names, cells = validate(cfg)
+    plan = validate(cfg)
+    names = plan.names
     assert names == NAMES
     embedded: list[list] = []
     original = smollm2_backend.embed
@@ -315,7 +317,7 @@ def test_zero_and_two_shot_runs_score_dev_and_write_submission(
 
     smollm2_backend.embed = recording
     try:
-        records = Runner(cfg, backend=smollm2_backend).run(names, cells)
+        records = Runner(plan, backend=smollm2_backend).run()
     finally:
         del smollm2_backend.embed
     assert [(r.cell.shots, r.task, r.task_type) for r in records] == [
@@ -385,8 +387,8 @@ def test_zero_and_two_shot_runs_score_dev_and_write_submission(
         assert all(len(docs) == len(DATA["law"]["corpus"]) for docs in data["search_results"].values())
 
     # a re-run finds everything done and loads no data and no model
-    rerun = Runner(cfg, backend=None)
-    again = rerun.run(names, cells)
+    rerun = Runner(plan, backend=None)
+    again = rerun.run()
     assert all(r.skipped for r in again) and len(again) == 4 and rerun.backend is None
 
 
@@ -399,8 +401,9 @@ def test_dev_sampled_examples_when_only_test_is_run(tmp_path, minilm_config, min
         examples={"strategy": "train", "split": "dev", "root": None, "set_id": None},
         shots=[2],
     )
-    names, cells = validate(cfg)
-    (record,) = Runner(cfg, backend=minilm_backend).run(names, cells)
+    plan = validate(cfg)
+    names = plan.names
+    (record,) = Runner(plan, backend=minilm_backend).run()
     assert record.main_score is None  # test only: no local score, a submission file
     folder = _experiment(tmp_path, "examples_train__seed_0__shots_2__template_plain")
     entry = json.loads((folder / "manifest.json").read_text())["tasks"][names[0]]
@@ -440,9 +443,10 @@ def test_hub_loader_path_on_2404_writes_a_submission_only(
         benchmark={"airbench": {"version": "AIR-Bench_24.04", "domains": ["law"], "data_dir": None}},
         shots=[0],
     )
-    names, cells = validate(cfg)
+    plan = validate(cfg)
+    names = plan.names
     assert names == ["AIRBench_24.04_qa_law_en"]
-    (record,) = Runner(cfg, backend=minilm_backend).run(names, cells)
+    (record,) = Runner(plan, backend=minilm_backend).run()
     assert record.main_score is None and record.task_type == "AIR-Bench QA"
     (test_file,) = tmp_path.glob("air-bench/*/*/*/NoReranker/qa/law/en_default_test.json")
     data = json.loads(test_file.read_text())
@@ -581,9 +585,9 @@ def test_written_rankings_equal_an_exact_search_on_known_vectors(
         examples={"strategy": "none", "root": None, "set_id": None},
         shots=[0],
     )
-    names, cells = validate(cfg)
+    plan = validate(cfg)
     backend = LookupBackend(table, [*RANK_DEV.values(), *RANK_TEST.values()])
-    (record,) = Runner(cfg, backend=backend).run(names, cells)
+    (record,) = Runner(plan, backend=backend).run()
 
     written = {}
     for split, queries in (("dev", dev), ("test", test)):

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from evalharness.config import ModelConfig
-from evalharness.runner import AtomicResultCache, ConfigError, experiment_dir, run, validate
+from evalharness.plan import ConfigError, experiment_dir, validate
+from evalharness.runner import run
+from evalharness.store import AtomicResultCache
 from tests import local_tasks
 from tests.configs import run_config
 
@@ -189,7 +191,7 @@ def test_a_setting_named_in_the_folder_gets_a_folder_of_its_own(
     """Neither refused nor reused: the cells it changes are planned into folders that do not exist."""
     root, bases = earlier
     cfg = run_config(minilm_config, bases[base], change)
-    _, cells = validate(cfg)
+    cells = validate(cfg).cells
     results = AtomicResultCache(Path(bases[base]["results_dir"]))
     new = {c.shots for c in cells if not experiment_dir(results, cfg, c).exists()}
     assert new == new_shots

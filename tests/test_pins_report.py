@@ -11,9 +11,9 @@ import mteb
 import pytest
 from mteb.results import TaskResult
 
+from evalharness.plan import Cell
 from evalharness.report import MEAN_TASKS, build_report, compare
 from evalharness.results import load
-from evalharness.runner import Cell
 
 MODEL, REVISION = "org/pins-model", "rev-pins"
 FORUMS = [f"CQADupstack{f}Retrieval" for f in (

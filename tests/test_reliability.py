@@ -21,7 +21,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from evalharness.config import RunConfig
-from evalharness.runner import ConfigError, Runner, run, validate
+from evalharness.plan import ConfigError, validate
+from evalharness.runner import Runner, run
 from tests import local_tasks
 from tests.configs import run_config
 
@@ -254,7 +255,7 @@ def test_fixed_seed_sweep_is_reproducible(tmp_path, minilm_config, minilm_backen
             seed=[3],
             benchmark={"tasks": ["LocalRetrieval", "LocalClassification"]},
         )
-        Runner(cfg, backend=minilm_backend).run(*validate(cfg))
+        Runner(validate(cfg), backend=minilm_backend).run()
     a, b = _result_files(tmp_path / "a" / "out"), _result_files(tmp_path / "b" / "out")
     assert len(a) == 6 and a == b  # 2 cells x (2 tasks + manifest)
 
@@ -274,14 +275,14 @@ def test_a_kill_mid_write_leaves_nothing_that_a_rerun_trusts(tmp_path, minilm_co
     from evalharness.results import load
 
     cfg = _cfg(tmp_path, minilm_config, shots=[0], benchmark={"tasks": ["LocalRetrieval", "LocalSTS"]})
-    names, cells = validate(cfg)
+    plan = validate(cfg)
 
     def killed_in_sts(cell, task):
         if task == "LocalSTS":
             raise RuntimeError("simulated kill")
 
     with pytest.raises(RuntimeError, match="simulated kill"):
-        Runner(cfg, backend=minilm_backend, raise_inside=killed_in_sts).run(names, cells)
+        Runner(plan, backend=minilm_backend, raise_inside=killed_in_sts).run()
     root = tmp_path / "out"
     (exp_dir,) = root.glob("results/*/*/experiments/*")
     assert not (exp_dir / "LocalSTS.json").exists()
@@ -311,7 +312,7 @@ def test_a_kill_mid_write_leaves_nothing_that_a_rerun_trusts(tmp_path, minilm_co
         json.dumps({**manifest, "tasks": {**manifest["tasks"], "LocalSTS": claimed}})
     )
 
-    records = Runner(cfg, backend=minilm_backend).run(names, cells)
+    records = Runner(plan, backend=minilm_backend).run()
     assert [(r.task, r.skipped) for r in records] == [("LocalRetrieval", True), ("LocalSTS", False)]
     assert not list(root.rglob(".staging-*")) and not list(root.rglob("*.tmp"))
     score = records[1].main_score
@@ -403,7 +404,8 @@ def test_concurrent_runners_compute_each_cell_and_task_exactly_once(tmp_path, mi
     """Two runners on one results folder, started together: every (cell, task) is computed by one of
     them, and the other waits for it and finds it done (the per-task lock, then the manifest re-read)."""
     cfg = _cfg(tmp_path, minilm_config, shots=[0, 1], benchmark={"tasks": ["LocalRetrieval", "LocalSTS"]})
-    names, cells = validate(cfg)
+    plan = validate(cfg)
+    names, cells = plan.names, plan.cells
     start = threading.Barrier(2, timeout=60)
     records: list[list] = [[], []]
     errors: list[BaseException] = []
@@ -411,7 +413,7 @@ def test_concurrent_runners_compute_each_cell_and_task_exactly_once(tmp_path, mi
     def work(i: int) -> None:
         try:
             start.wait()
-            records[i] = Runner(cfg, backend=SlowWordsBackend()).run(names, cells)
+            records[i] = Runner(plan, backend=SlowWordsBackend()).run()
         except BaseException as err:  # re-raised below, in the test's thread
             errors.append(err)
 

@@ -17,6 +17,7 @@ import pytest
 from mteb.results import BenchmarkResults, ModelResult, TaskResult
 from PIL import Image
 
+from evalharness.plan import Cell
 from evalharness.report import (
     MEAN_TASKS,
     MEAN_TYPES,
@@ -32,7 +33,6 @@ from evalharness.report import (
     write_report,
 )
 from evalharness.results import COLUMNS, load
-from evalharness.runner import Cell
 from tests.test_results import CQA, MODELS, cell_dir, write_cell, write_fixture
 
 REPO = Path(__file__).resolve().parent.parent

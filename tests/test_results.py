@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from mteb.results import TaskResult
 
+from evalharness.plan import Cell
 from evalharness.results import COLUMNS, cell_from_experiment, load, parse_airbench
-from evalharness.runner import Cell
 
 MODELS = {"BAAI/bge-en-icl": "rev1", "org/other-model": "r0"}
 CQA = [f"CQADupstack{f}Retrieval" for f in (

@@ -14,7 +14,8 @@ import pytest
 
 from evalharness.config import RunConfig, load_model_config
 from evalharness.encoders import ICLEncoder
-from evalharness.runner import Cell, ConfigError, Runner, plan_cells, run, validate
+from evalharness.plan import Cell, ConfigError, plan_cells, validate
+from evalharness.runner import Runner, run
 from tests import local_tasks
 from tests.configs import run_config
 
@@ -54,8 +55,8 @@ def test_plan_cells_zero_shot_once_and_seeds_only_for_sampling(tmp_path, smollm2
 
 def test_sweep_writes_cells_and_manifests_and_encodes_corpus_once(tmp_path, smollm2_config, smollm2_backend):
     cfg = _cfg(tmp_path, smollm2_config)
-    names, cells = validate(cfg)
-    runner = Runner(cfg, backend=smollm2_backend)
+    plan = validate(cfg)
+    runner = Runner(plan, backend=smollm2_backend)
     calls = []
     original = smollm2_backend.embed
 
@@ -65,7 +66,7 @@ def test_sweep_writes_cells_and_manifests_and_encodes_corpus_once(tmp_path, smol
 
     smollm2_backend.embed = counting
     try:
-        records = runner.run(names, cells)
+        records = runner.run()
     finally:
         del smollm2_backend.embed
     dirs = _experiment_dirs(tmp_path)
@@ -120,23 +121,23 @@ def _scores(results_dir: Path) -> dict[str, dict]:
 def test_resume_after_a_crash_in_the_second_cell(tmp_path, smollm2_config, smollm2_backend):
     crashed, clean = tmp_path / "crashed", tmp_path / "clean"
     cfg = _cfg(crashed, smollm2_config, benchmark={"tasks": ["LocalRetrieval", "LocalSTS"]})
-    names, cells = validate(cfg)
+    plan = validate(cfg)
 
     def boom(cell, task):
         if cell.shots == 2 and task == "LocalSTS":
             raise RuntimeError("simulated crash")
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        Runner(cfg, backend=smollm2_backend, raise_inside=boom).run(names, cells)
+        Runner(plan, backend=smollm2_backend, raise_inside=boom).run()
     assert not list(crashed.rglob("*.tmp")) and not list(crashed.rglob(".staging-*"))
-    rerun = Runner(cfg, backend=smollm2_backend).run(names, cells)
+    rerun = Runner(plan, backend=smollm2_backend).run()
     assert [(r.cell.shots, r.task, r.skipped) for r in rerun] == [
         (0, "LocalRetrieval", True), (0, "LocalSTS", True), (2, "LocalRetrieval", True), (2, "LocalSTS", False),
     ]  # fmt: skip
     Runner(
-        _cfg(clean, smollm2_config, benchmark={"tasks": ["LocalRetrieval", "LocalSTS"]}),
+        validate(_cfg(clean, smollm2_config, benchmark={"tasks": ["LocalRetrieval", "LocalSTS"]})),
         backend=smollm2_backend,
-    ).run(names, cells)
+    ).run()
     assert _scores(crashed) == _scores(clean)
 
 
@@ -340,7 +341,7 @@ def test_corpus_chunk_size_reaches_mtebs_corpus_search(tmp_path, minilm_config, 
     for size in (3, 50_000):
         backend = _Recording(minilm_backend)
         cfg = _cfg(tmp_path / str(size), minilm_config, shots=[0], corpus_chunk_size=size)
-        (record,) = Runner(cfg, backend=backend).run(*validate(cfg))
+        (record,) = Runner(validate(cfg), backend=backend).run()
         scores[size], calls[size] = record.main_score, [n for n in backend.passage_calls if n]
     assert sorted(calls[3]) == [2, 3, 3] and calls[50_000] == [len(local_tasks.DOCS)]
     assert scores[3] == pytest.approx(scores[50_000], abs=1e-9)

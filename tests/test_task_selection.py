@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from evalharness.config import CONF_DIR, RunConfig, available_models, load_model_config
-from evalharness.runner import ConfigError, run
+from evalharness.plan import ConfigError
+from evalharness.runner import run
 from tests import local_tasks
 from tests.configs import run_config
 from tests.test_runner import _write_scifact_snapshot

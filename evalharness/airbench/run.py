@@ -1,6 +1,6 @@
 """AIR-Bench datasets as tasks of a runner cell: search, score, file results, write the submission.
 
-Per cell and dataset (`run_task`):
+`AirBenchDataset` is the `RunTask` (evalharness.tasks.interface) of one dataset. Per cell (`run`):
   1. the dataset's example set (file / seeded dev sample / none) and the AIR-Bench instruction;
   2. air-benchmark's own `Evaluator` loads the data, calls `ICLRetriever` once (dev and test queries
      together, corpus once) and writes one search-result file per split in the layout its submission
@@ -20,7 +20,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,12 @@ from evalharness.airbench.tasks import (
     BENCHMARK_NAME,
     AirBenchError,
     AirTask,
-    get_task,
     is_airbench_task,
     run_splits,
     select_tasks,
 )
 from evalharness.instructions import AIRBENCH_INSTRUCTION, applied_instruction
+from evalharness.tasks.interface import CellContext
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +138,11 @@ def _example_problems(cfg: Any, tasks: Sequence[AirTask], cells: Sequence[Any], 
     return problems
 
 
-def check(cfg: Any, names: Sequence[str], cells: Sequence[Any]) -> list[str]:
+def check(cfg: Any, tasks: Sequence[AirTask], cells: Sequence[Any]) -> list[str]:
     """Every problem with an AIR-Bench run that can be found before the model loads (never raises):
     settings, data files, example files; examples sampled from a split only once its data is there."""
     ab = cfg.benchmark.airbench
     problems = _config_problems(ab) + _offline_without_data(ab)
-    tasks = [get_task(n) for n in names]
     loaders: dict[str, Any] = {}
     data_problems: list[str] = []
     for task in tasks:
@@ -197,14 +197,9 @@ def instruction_for(cfg: Any, name: str, table: dict[str, str]) -> tuple[str, st
     return AIRBENCH_INSTRUCTION, "table7"
 
 
-def search_root(runner: Any, meta: Any) -> Path:
+def search_root(cfg: Any, meta: Any) -> Path:
     """The folder air-benchmark's `output_dir` points at for this model (one retriever per cell)."""
-    return (
-        Path(runner.cfg.results_dir).expanduser()
-        / SEARCH_DIR
-        / meta.model_name_as_path()
-        / str(meta.revision)
-    )
+    return Path(cfg.results_dir).expanduser() / SEARCH_DIR / meta.model_name_as_path() / str(meta.revision)
 
 
 def retriever_name(meta: Any) -> str:
@@ -280,10 +275,9 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def run_task(runner: Any, cell: Any, name: str) -> dict[str, Any]:
+def run_task(task: AirTask, ctx: CellContext) -> dict[str, Any]:
     """Search, score and file one AIR-Bench dataset for one cell; the manifest entry for it."""
-    cfg, ab = runner.cfg, runner.cfg.benchmark.airbench
-    task = get_task(name)
+    cfg, ab, cell, name = ctx.cfg, ctx.cfg.benchmark.airbench, ctx.cell, task.name
     splits = run_splits(task, ab.splits)
     loader = make_loader(task.version, ab.data_dir, ab.cache_dir)
     examples = build_example_set(
@@ -297,14 +291,15 @@ def run_task(runner: Any, cell: Any, name: str) -> dict[str, Any]:
         split=cfg.examples.split,
         cap=cfg.examples.cap,
     )
-    encoder = runner._encoder(cell, examples)
-    instruction, source = instruction_for(cfg, name, runner.instructions)
+    encoder = ctx.encoder(examples)
+    instruction, source = instruction_for(cfg, name, dict(ctx.instructions))
     encoder.instructions = {**encoder.instructions, name: instruction}
     meta = encoder.mteb_model_meta
     root, retriever = (
-        search_root(runner, meta),
+        search_root(cfg, meta),
         ICLRetriever(encoder, retriever_name(meta), search_top_k=ab.search_top_k, method=ab.search),
     )
+    ctx.before_encode()
     t0 = time.monotonic()
     Evaluator(loader, overwrite=True)(
         task_type=task.task_type,
@@ -316,7 +311,6 @@ def run_task(runner: Any, cell: Any, name: str) -> dict[str, Any]:
         retriever=retriever,
         airbench_task=task,
     )
-    runner.backend = encoder._backend or runner.backend
     files = {s: search_file(root, str(retriever), task, s) for s in splits}
     scores = {
         s: score_split(loader, task, s, Evaluator.load_search_results(str(files[s]))[1], ab.k_values)
@@ -326,12 +320,12 @@ def run_task(runner: Any, cell: Any, name: str) -> dict[str, Any]:
     main = ab.main_scores.get(task.task_type, "ndcg_at_10")
     outputs = list(files.values())
     if scores:
-        runner.results.save_to_cache(
+        ctx.results.save_to_cache(
             task_result(task, scores, main, time.monotonic() - t0),
             meta,
             encode_kwargs={"batch_size": cfg.model.batch_size},
         )
-        outputs.append(runner.experiment_dir(cell) / f"{name}.json")
+        outputs.append(ctx.exp_dir / f"{name}.json")
     results_root = Path(cfg.results_dir).expanduser()
     first_scored = next(iter(scores.values()), None)
     return {
@@ -356,20 +350,44 @@ def run_task(runner: Any, cell: Any, name: str) -> dict[str, Any]:
         "n_queries": retriever.stats.get("n_queries"),
         "search": ab.search,
         "search_top_k": ab.search_top_k,
-        "n_truncated": getattr(runner.backend, "n_truncated", None),
-        "cache": runner.cache.stats(),
+        "n_truncated": getattr(encoder._backend, "n_truncated", None),
+        "cache": ctx.cache.stats(),
     }
 
 
-def is_done(runner: Any, entry: dict[str, Any] | None) -> bool:
+def is_done(cfg: Any, entry: Mapping[str, Any] | None) -> bool:
     """A finished dataset: marked done with today's AIR-Bench settings and every output on disk."""
     if not entry or entry.get("status") != "done":
         return False
-    if entry.get("airbench_fingerprint") != settings_fingerprint(runner.cfg):
+    if entry.get("airbench_fingerprint") != settings_fingerprint(cfg):
         logger.info(
             "AIR-Bench settings changed since %s was run; running it again",
             entry.get("airbench", {}).get("dataset"),
         )
         return False
-    results_root = Path(runner.cfg.results_dir).expanduser()
+    results_root = Path(cfg.results_dir).expanduser()
     return all((results_root / p).exists() for p in entry.get("outputs", []))
+
+
+@dataclass(frozen=True)
+class AirBenchDataset:
+    """One AIR-Bench dataset as a `RunTask`: searched and scored here, filed as an mteb result."""
+
+    task: AirTask
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @classmethod
+    def check(cls, cfg: Any, tasks: Sequence[AirBenchDataset], cells: Sequence[Any]) -> list[str]:
+        return check(cfg, [t.task for t in tasks], cells)
+
+    def reuse_problems(self, exp_dir: Path) -> list[str]:
+        return []  # settings that change scores are in the entry's fingerprint: is_done redoes it
+
+    def is_done(self, cfg: Any, exp_dir: Path, entry: Mapping[str, Any] | None) -> bool:
+        return is_done(cfg, entry)
+
+    def run(self, ctx: CellContext) -> dict[str, Any]:
+        return run_task(self.task, ctx)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.config import ModelConfig
+from evalharness.paths import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +29,6 @@ OFFLINE_PACKAGES = {
 }
 OFFLINE_TRAINED = "smollm2-135m-icl"  # SmolLM2 trained with conf/train/offline.yaml
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    """Converted weights and embedding caches live here ($EVALHARNESS_CACHE, else ~/.cache/evalharness)."""
-    root = os.environ.get("EVALHARNESS_CACHE") or Path.home() / ".cache" / "evalharness"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _package_dir(module: str, requirement: str) -> Path:

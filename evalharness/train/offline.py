@@ -50,7 +50,7 @@ def trained_offline_model() -> str:
 
     from filelock import FileLock
 
-    from evalharness.encoders.loading import cache_dir
+    from evalharness.paths import cache_dir
 
     out = cache_dir() / "models" / f"{BASE_MODEL}-icl-{preset_digest()}"
     if (out / "config.json").is_file():

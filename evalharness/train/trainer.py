@@ -193,7 +193,7 @@ def write_output(
     cfg: TrainConfig, model: Any, tokenizer: Any, datasets: list[Any], stats: dict[str, Any]
 ) -> Path:
     """The adapter, the merged checkpoint (what the decoder backend loads), and what made it."""
-    from evalharness.runner import package_versions
+    from evalharness.provenance import package_versions
 
     out = Path(cfg.output_dir)
     model.save_pretrained(out / "adapter")
