@@ -303,7 +303,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     references = [r for r in args.reference or [] if r != "none"]
     path, text = write_report(
-        args.results_dir, args.out, baseline=args.baseline, reference=references, benchmark=args.benchmark
+        args.results_dir,
+        args.out,
+        baseline=args.baseline,
+        reference=references,
+        benchmark=args.benchmark,
+        confidence=args.ci,
+        resamples=args.resamples,
     )
     print(text)
     print(
@@ -374,6 +380,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="score cells whose manifest records no benchmark (plain mteb folders, published files) on this "
         'mteb benchmark\'s splits and subsets, e.g. "MTEB(eng, v1)"; its other tasks are left out',
+    )
+    p.add_argument(
+        "--ci",
+        type=float,
+        default=0.95,
+        metavar="LEVEL",
+        help="confidence level of the paired bootstrap CIs and tests on every Δ (default 0.95; 0: none)",
+    )
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap / permutation resamples (default 1000)",
     )
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.set_defaults(func=cmd_report)

@@ -296,10 +296,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def deltas(comp: Comparison, baseline: int = 0) -> tuple[pd.DataFrame, list[str]]:
-    """Per-task Δ = score − the same model's `baseline`-shot score (same template where there is one).
-    Returns a long frame (column, task, task_type, score, delta) without the baseline columns, and the
-    models that have no baseline."""
+def baseline_columns(comp: Comparison, baseline: int = 0) -> tuple[dict[str, str], list[str]]:
+    """Each column's baseline column: the same model's `baseline`-shot column (same template where
+    there is one); and the models that have none."""
     base_cols: dict[str, str] = {}
     notes = []
     for model, group in comp.columns.groupby("model", sort=False):
@@ -312,6 +311,14 @@ def deltas(comp: Comparison, baseline: int = 0) -> tuple[pd.DataFrame, list[str]
                 continue
             same = at_base[at_base["template"] == row.template]
             base_cols[row.column] = (same if not same.empty else at_base)["column"].iloc[0]
+    return base_cols, notes
+
+
+def deltas(comp: Comparison, baseline: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """Per-task Δ = score − the same model's `baseline`-shot score (same template where there is one).
+    Returns a long frame (column, task, task_type, score, delta) without the baseline columns, and the
+    models that have no baseline."""
+    base_cols, notes = baseline_columns(comp, baseline)
     scores = comp.scores.set_index(["column", "task"])["score"]
     rows = comp.scores[comp.scores["column"].isin(base_cols)].copy()
     rows["baseline"] = [

@@ -36,20 +36,29 @@ def _shot_key(shots: int) -> float:
     return math.inf if shots < 0 else shots
 
 
-def shot_curves(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> pd.DataFrame:
+def shot_curves(
+    seed_scores: pd.DataFrame, columns: pd.DataFrame, errors: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Long frame behind `score_vs_shots`, from a comparison's `seed_scores` and `columns`: series,
     panel (task type or "all tasks"), shots, mean over seeds of the per-seed type mean, and its min/max
     over seeds. A series is one model with one way of choosing examples; its 0-shot point is the model's
-    zero-shot cell (same template)."""
+    zero-shot cell (same template). `errors` (column, group = a panel name, delta, low, high; from
+    evalharness.significance) adds each point's paired CI of its Δ from the baseline as `err_low`/`err_high`
+    (distances below and above the point)."""
     seeds = seed_scores
     seeds = seeds[seeds["shots"].notna()]
     if seeds.empty:
-        return pd.DataFrame(columns=["series", "panel", "shots", "score", "low", "high"])
+        return pd.DataFrame(
+            columns=["series", "panel", "shots", "score", "low", "high", "err_low", "err_high"]
+        )
     per_type = seeds.groupby(["column", "cell", "task_type"])["score"].mean().reset_index()
     overall = seeds.groupby(["column", "cell"])["score"].mean().reset_index().assign(task_type=ALL_TASKS)
     per_cell = pd.concat([per_type, overall], ignore_index=True)
     stats = per_cell.groupby(["column", "task_type"])["score"].agg(["mean", "min", "max"]).reset_index()
     cols = columns.set_index("column")
+    ci = {}  # (column, panel) -> distances of the CI below and above the Δ
+    for e in (errors if errors is not None else pd.DataFrame()).itertuples():
+        ci[(e.column, e.group)] = (e.delta - e.low, e.high - e.delta)
     rows = []
     for model, group in columns.groupby("model", sort=False):
         group = group[group["shots"].notna()]
@@ -74,14 +83,19 @@ def shot_curves(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> pd.DataFram
                             "score": stat.mean,
                             "low": stat.min,
                             "high": stat.max,
+                            "err_low": ci.get((column, stat.task_type), (math.nan, math.nan))[0],
+                            "err_high": ci.get((column, stat.task_type), (math.nan, math.nan))[1],
                         }
                     )
     return pd.DataFrame(rows)
 
 
-def score_vs_shots(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> Figure | None:
-    """One panel per task type (plus all tasks): mean score against the number of examples."""
-    curves = shot_curves(seed_scores, columns)
+def score_vs_shots(
+    seed_scores: pd.DataFrame, columns: pd.DataFrame, errors: pd.DataFrame | None = None
+) -> Figure | None:
+    """One panel per task type (plus all tasks): mean score against the number of examples; with
+    `errors`, error bars: the paired CI of each point's Δ from the baseline, drawn around the point."""
+    curves = shot_curves(seed_scores, columns, errors)
     if curves.empty:
         return None
     panels = sorted((p for p in curves["panel"].unique() if p != ALL_TASKS), key=type_key) + [ALL_TASKS]
@@ -100,6 +114,17 @@ def score_vs_shots(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> Figure |
             ax.plot(x, line["score"], marker="o", label=series, color=colours[series])
             if (line["high"] > line["low"]).any():
                 ax.fill_between(x, line["low"], line["high"], alpha=0.2, color=colours[series])
+            bars = line["err_low"].notna().to_numpy()
+            if bars.any():
+                ax.errorbar(
+                    [xi for xi, b in zip(x, bars, strict=True) if b],
+                    line["score"][bars],
+                    yerr=[line["err_low"][bars], line["err_high"][bars]],
+                    fmt="none",
+                    capsize=2,
+                    elinewidth=0.8,
+                    color=colours[series],
+                )
         ax.set_title(panel, fontsize=9)
         ax.set_xticks(range(len(shots)), [_shot_label(s) for s in shots])
         ax.tick_params(labelsize=8)
@@ -235,13 +260,14 @@ def save_all(
     seed_scores: pd.DataFrame,
     columns: pd.DataFrame,
     baseline: int,
+    errors: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write the report's PNGs from its frames (the per-task table, the per-task Δ table, a comparison's
     `seed_scores` and `columns`); returns {plot key: path} for the ones that have something to show."""
     out_dir.mkdir(parents=True, exist_ok=True)
     saved: dict[str, Path] = {}
     makers: dict[str, Callable[[], Figure | None]] = {
-        "score_vs_shots": lambda: score_vs_shots(seed_scores, columns),
+        "score_vs_shots": lambda: score_vs_shots(seed_scores, columns, errors),
         "delta_per_task": lambda: delta_per_task(delta_tasks, baseline),
         "heatmap": lambda: heatmap(tasks, delta_tasks, baseline),
     }

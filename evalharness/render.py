@@ -19,6 +19,7 @@ import pandas as pd
 from evalharness.comparison import N_TASKS, Comparison
 from evalharness.published import ReferenceSection
 from evalharness.results import Results
+from evalharness.significance import Significance, intro, pooled_texts, seed_texts, task_texts
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Report:
     task_labels: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
     selection_notes: list[str] = field(default_factory=list)
     repo_reference: list[tuple[str, list[ReferenceSection], str]] = field(default_factory=list)
+    significance: Significance | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +164,7 @@ def _sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
         ("##", "Per task", _labelled(rep.tasks, rep.task_labels), False),
         ("##", f"Δ vs {rep.baseline}-shot, per task", rep.delta_tasks, True),
     ]
+    out += _significance_sections(rep)
     if rep.reference is not None:
         out.append(("##", "Published numbers (paper)", rep.reference_note, False))
         for sec in rep.reference:
@@ -183,6 +186,22 @@ def _sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
         for sec in sections:
             out.append(("###", f"{sec.model}: per task vs the reference", sec.tasks, False))
             out.append(("###", f"{sec.model}: per type vs the reference (same tasks)", sec.categories, False))
+    return out
+
+
+def _significance_sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
+    sig = rep.significance
+    if sig is None or sig.tasks.empty:
+        return []
+    out: list[tuple[str, str, Any, bool]] = [
+        ("##", f"Is the Δ real? Paired {100 * sig.confidence:g}% CIs and tests vs {rep.baseline}-shot", intro(sig), False),
+        ("###", "Per type and over all tasks (mean Δ of the tasks with a CI)", pooled_texts(sig, rep.comparison), False),
+        ("###", "Per task (Δ [CI] Holm-adjusted p)", task_texts(sig, rep.comparison), False),
+    ]  # fmt: skip
+    if not sig.seeds.empty:
+        out.append(
+            ("###", "Seeds: mean ± std over seeds (per-seed scores)", seed_texts(sig, rep.comparison), False)
+        )
     return out
 
 

@@ -40,6 +40,7 @@ from evalharness.published import (
 )
 from evalharness.render import Report, render_html, render_markdown
 from evalharness.results import load
+from evalharness.significance import significance
 from evalharness.taskinfo import TYPE_ORDER
 
 __all__ = [
@@ -70,10 +71,15 @@ def build_report(
     baseline: int = 0,
     reference_set: str | Sequence[str] | None = None,
     benchmark: str | None = None,
+    *,
+    confidence: float = 0.95,
+    resamples: int = 1000,
 ) -> Report:
     """Load, compare and tabulate one results folder. `reference_set`: "paper" and/or paths of mteb
     results repositories; `benchmark`: the mteb benchmark whose splits and subsets score cells that
-    record none (see evalharness.selection)."""
+    record none (see evalharness.selection); `confidence` / `resamples`: the paired CIs and tests of
+    every Δ (evalharness.significance; confidence=0 leaves them out)."""
+    check_statistics(confidence, resamples)
     paper, repos = references(reference_set)
     if benchmark:
         sel.check_benchmark(benchmark)
@@ -105,7 +111,22 @@ def build_report(
         task_labels=task_labels(comp, table.index) if not table.empty else pd.Series(dtype=object),
         selection_notes=info,
         repo_reference=repo_refs,
+        significance=significance(results, comp, baseline, confidence=confidence, resamples=resamples)
+        if confidence and not comp.empty
+        else None,
     )
+
+
+def check_statistics(confidence: float, resamples: int) -> None:
+    """Bad --ci / --resamples values, before anything is read."""
+    if not (confidence == 0 or 0 < confidence < 1):
+        raise ValueError(
+            f"--ci {confidence}: use a confidence level between 0 and 1, e.g. --ci 0.95 (0: no CIs)"
+        )
+    if resamples < 100:
+        raise ValueError(
+            f"--resamples {resamples}: use at least 100 (e.g. --resamples 1000); fewer give unstable CIs"
+        )
 
 
 def write_report(
@@ -116,6 +137,8 @@ def write_report(
     reference: str | Sequence[str] | None = None,
     plots: bool = True,
     benchmark: str | None = None,
+    confidence: float = 0.95,
+    resamples: int = 1000,
 ) -> tuple[Path, str]:
     """Write report.md, report.html, scores.csv (the main scores on the selected splits and subsets,
     tidy) and plots/*.png into `out_dir` (default: the results folder). `reference`: "paper" and/or
@@ -123,7 +146,9 @@ def write_report(
     text."""
     from evalharness import plots as plotting
 
-    rep = build_report(results_dir, baseline, reference, benchmark)
+    rep = build_report(
+        results_dir, baseline, reference, benchmark, confidence=confidence, resamples=resamples
+    )
     out = Path(out_dir or results_dir)
     out.mkdir(parents=True, exist_ok=True)
     if plots and not rep.comparison.empty:
@@ -134,10 +159,21 @@ def write_report(
             seed_scores=rep.comparison.seed_scores,
             columns=rep.comparison.columns,
             baseline=rep.baseline,
+            errors=_plot_errors(rep, plotting.ALL_TASKS),
         )
     text = render_markdown(rep)
     path = out / "report.md"
     path.write_text(text, encoding="utf-8")
     (out / "report.html").write_text(render_html(rep), encoding="utf-8")
     rep.results.main().drop(columns=["is_main", "selected"]).to_csv(out / "scores.csv", index=False)
+    if rep.significance is not None and not rep.significance.tasks.empty:
+        rep.significance.tasks.to_csv(out / "significance.csv", index=False, float_format="%.6g")
     return path, text
+
+
+def _plot_errors(rep: Report, all_tasks: str) -> pd.DataFrame | None:
+    """The pooled Δ CIs, keyed by the score-vs-shots plot's panel names."""
+    if rep.significance is None:
+        return None
+    pooled = rep.significance.pooled
+    return pooled.assign(group=pooled["group"].replace({MEAN_TASKS: all_tasks}))

@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 from mteb.results import TaskResult
 
+from evalharness import per_item
 from evalharness import selection as sel
 from evalharness.selection import SELECTION_COLUMNS
 
@@ -51,6 +52,8 @@ COLUMNS = [
 #: What identifies one evaluated cell (one experiment folder) of one model.
 CELL_COLUMNS = ["model", "revision", "experiment", "shots", "strategy", "seed", "template", "set_id"]
 _NOT_TASK_FILES = {"model_meta.json", "manifest.json"}
+ITEM_FRAME_COLUMNS = [*CELL_COLUMNS, *per_item.ITEM_COLUMNS]
+MISSING_COLUMNS = [*CELL_COLUMNS, "task", "reason"]
 # mteb's experiment-name keys (see runner.Cell.experiment_kwargs) -> our column names
 _EXPERIMENT_KEYS = {
     "shots": "shots",
@@ -69,6 +72,11 @@ class Results:
     scores: pd.DataFrame
     problems: list[str] = field(default_factory=list)
     selections: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SELECTION_COLUMNS))
+    #: what each task's main score is made of (evalharness.per_item): one row per query / pair /
+    #: experiment of the selected parts, for the report's confidence intervals and tests
+    items: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ITEM_FRAME_COLUMNS))
+    #: per cell and task without per-item values, why (the report says so instead of a CI)
+    items_missing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MISSING_COLUMNS))
 
     def main(self, selected_only: bool = True) -> pd.DataFrame:
         """The rows of each task's main score (the number leaderboards rank by), by default only on the
@@ -217,6 +225,8 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
     selections: list[dict[str, Any]] = []
+    items: list[pd.DataFrame] = []
+    missing_items: list[dict[str, Any]] = []
     for folder, model_dir, experiment in _cell_folders(base):
         task_files = sorted(
             f for f in folder.glob("*.json") if f.name not in _NOT_TASK_FILES and not f.name.startswith(".")
@@ -258,6 +268,12 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
             selection, chosen, missing = _select(result, entry, bench_cfg, benchmark, where, problems)
             selections.append(sel.record(base_row, result.task_name, selection, missing))
             rows += _rows(result, base_row, problems, where, entry.get("main_score_name"), chosen)
+            cell_key = {k: base_row[k] for k in CELL_COLUMNS}
+            found, reason = _items(folder, result.task_name, entry, cell_key, chosen, where, problems)
+            if found is not None:
+                items.append(found)
+            else:
+                missing_items.append({**cell_key, "task": result.task_name, "reason": reason})
     if not rows:
         problems.append(f"no result files under {base}")
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -267,7 +283,34 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
     frame["selected"] = frame["selected"].astype(bool)
     for problem in problems:
         logger.warning("%s", problem)
-    return Results(frame, problems, pd.DataFrame(selections, columns=SELECTION_COLUMNS))
+    item_frame = pd.concat(items, ignore_index=True) if items else pd.DataFrame(columns=ITEM_FRAME_COLUMNS)
+    return Results(
+        frame,
+        problems,
+        pd.DataFrame(selections, columns=SELECTION_COLUMNS),
+        item_frame,
+        pd.DataFrame(missing_items, columns=MISSING_COLUMNS),
+    )
+
+
+def _items(
+    folder: Path,
+    task: str,
+    entry: Mapping[str, Any],
+    cell_key: dict[str, Any],
+    chosen: set[tuple[str, str]],
+    where: str,
+    problems: list[str],
+) -> tuple[pd.DataFrame | None, str]:
+    """The task's per-item rows, or None and why there are none."""
+    file = folder / (entry.get("per_item") or per_item.path(Path(), task))
+    if not file.exists():
+        return None, entry.get("per_item_missing") or per_item.NO_FILE
+    try:
+        return per_item.frame(per_item.read(file), cell_key, chosen), ""
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problems.append(f"{where}: unreadable per-item file {file}: {type(err).__name__}: {err}")
+        return None, f"unreadable per-item file ({type(err).__name__})"
 
 
 def load_results(results_dir: str | Path, benchmark: str | None = None) -> pd.DataFrame:

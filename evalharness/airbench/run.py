@@ -29,6 +29,7 @@ from typing import Any
 from air_benchmark.evaluation_utils import Evaluator
 from mteb.results import TaskResult
 
+from evalharness import per_item
 from evalharness.airbench.data import LocalDataLoader, make_loader
 from evalharness.airbench.examples import (
     AirBenchFileExamples,
@@ -219,9 +220,11 @@ def search_file(root: Path, retriever: str, task: AirTask, split: str) -> Path:
 
 
 def score_split(
-    loader: Any, task: AirTask, split: str, rankings: dict, k_values: Sequence[int]
-) -> dict[str, float]:
-    """air-benchmark's metrics (nDCG, MAP, Recall, Precision, MRR at each k) for one split."""
+    loader: Any, task: AirTask, split: str, rankings: dict, k_values: Sequence[int], main: str
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """air-benchmark's metrics (nDCG, MAP, Recall, Precision, MRR at each k) for one split, and the
+    main metric's per-query values (pytrec_eval on the same qrels and rankings, as air-benchmark's
+    own evaluation computes before averaging)."""
     qrels_raw = loader.load_qrels(task.task_type, task.domain, task.language, task.dataset, split=split)
     qrels = {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in dict(qrels_raw).items()}
     run = {q: docs for q, docs in rankings.items() if q in qrels}
@@ -234,7 +237,15 @@ def score_split(
         )
     if not run:
         raise AirBenchError(f"task {task.name}: none of the {split} queries has qrels; check the qrels file")
-    return Evaluator.compute_metrics(qrels=qrels, search_results=run, k_values=list(k_values))
+    metrics = Evaluator.compute_metrics(qrels=qrels, search_results=run, k_values=list(k_values))
+    measure = per_item.pytrec_measure(main)
+    if measure is None:
+        return metrics, {}
+    import pytrec_eval
+
+    base, _, k = measure.rpartition("_")
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {f"{base}.{k}"}).evaluate(run)
+    return metrics, per_item.retrieval_part(split, "default", per_query, main)
 
 
 def task_result(task: AirTask, scores: dict[str, dict[str, float]], main: str, seconds: float) -> TaskResult:
@@ -312,12 +323,18 @@ def run_task(task: AirTask, ctx: CellContext) -> dict[str, Any]:
         airbench_task=task,
     )
     files = {s: search_file(root, str(retriever), task, s) for s in splits}
-    scores = {
-        s: score_split(loader, task, s, Evaluator.load_search_results(str(files[s]))[1], ab.k_values)
+    main = ab.main_scores.get(task.task_type, "ndcg_at_10")
+    scored = {
+        s: score_split(loader, task, s, Evaluator.load_search_results(str(files[s]))[1], ab.k_values, main)
         for s in splits
         if s in ab.score_splits
     }
-    main = ab.main_scores.get(task.task_type, "ndcg_at_10")
+    scores = {s: metrics for s, (metrics, _) in scored.items()}
+    record = per_item.Record(name, main, "mean", "query", parts=[part for _, part in scored.values() if part])
+    if not scores:
+        record.missing = "no split with qrels was scored (test qrels are private)"
+    elif len(record.parts) < len(scores):
+        record.parts, record.missing = [], f"main score {main} has no per-query value in pytrec_eval's output"
     outputs = list(files.values())
     if scores:
         ctx.results.save_to_cache(
@@ -326,6 +343,9 @@ def run_task(task: AirTask, ctx: CellContext) -> dict[str, Any]:
             encode_kwargs={"batch_size": cfg.model.batch_size},
         )
         outputs.append(ctx.exp_dir / f"{name}.json")
+    kept = per_item.write(ctx.exp_dir, record)
+    if kept:
+        outputs.append(ctx.exp_dir / kept)
     results_root = Path(cfg.results_dir).expanduser()
     first_scored = next(iter(scores.values()), None)
     return {
@@ -346,6 +366,7 @@ def run_task(task: AirTask, ctx: CellContext) -> dict[str, Any]:
         "airbench_fingerprint": settings_fingerprint(cfg),
         **applied_instruction(encoder.template, instruction, source, bool(examples.used().get(name))),
         "examples": examples.used().get(name, []),
+        **per_item.manifest_fields(kept, record),
         "n_corpus": retriever.stats.get("n_corpus"),
         "n_queries": retriever.stats.get("n_queries"),
         "search": ab.search,

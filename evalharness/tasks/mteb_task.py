@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalharness import store
+from evalharness import per_item, store
 from evalharness.tasks.interface import CellContext
 from evalharness.tasks.resolve import selection
 
@@ -89,7 +89,7 @@ class MtebTask:
         ]
 
     def is_done(self, cfg: Any, exp_dir: Path, entry: Mapping[str, Any] | None) -> bool:
-        if not (entry and entry.get("status") == "done"):
+        if not (entry and entry.get("status") == "done" and per_item.files_present(exp_dir, entry)):
             return False
         result = store.read_result(exp_dir / f"{self.name}.json")
         # another process may have written it with another selection since the run's start
@@ -118,16 +118,19 @@ class MtebTask:
         # retrieval scores the corpus in chunks of this many documents (top-k merged per chunk),
         # so memory holds one chunk's vectors, not the corpus's
         model = SearchEncoderWrapper(encoder, corpus_chunk_size=cfg.corpus_chunk_size)
-        result = mteb.evaluate(
-            model,
-            task,
-            cache=ctx.results,
-            overwrite_strategy="always",
-            co2_tracker=False,
-            show_progress_bar=False,
-            encode_kwargs={"batch_size": cfg.model.batch_size},
-        )
+        with per_item.capture(task) as record:
+            result = mteb.evaluate(
+                model,
+                task,
+                cache=ctx.results,
+                overwrite_strategy="always",
+                co2_tracker=False,
+                show_progress_bar=False,
+                encode_kwargs={"batch_size": cfg.model.batch_size},
+            )
         (task_result,) = result.task_results
+        # after the result, before the manifest entry that makes the task done
+        kept = per_item.write(ctx.exp_dir, per_item.from_result(record, task_result))
         instruction, source = resolve_instruction(task.metadata, ctx.instructions)
         used = examples.used().get(name, [])
         empty = encoder.empty_texts.get(name, 0)
@@ -146,4 +149,5 @@ class MtebTask:
             "examples": used,
             "empty_texts": empty,
             "cache": ctx.cache.stats(),
+            **per_item.manifest_fields(kept, record),
         }

@@ -1,0 +1,297 @@
+"""Is each Δ of the report real? Paired CIs and tests per task, Holm across tasks, pooled per type.
+
+For every column with a baseline column (the same model's baseline-shot setting, as the Δ table
+pairs them), and every task both scored, the per-item values of `Results.items` are aligned unit by
+unit (query, pair, experiment) and handed to `evalharness.stats.paired_delta`. Seeds of one setting:
+for a "mean" score the seeds' values are averaged per unit first (the mean of seed scores is the
+score of those averages); for correlation and max-AP scores each seed is compared on its own and the
+seeds' bootstrap distributions are averaged. An aggregate task (CQADupstack) pools its sub-tasks the
+same way. A pooled row has no permutation test; its p-value is the bootstrap's two-sided tail mass
+(say so where it is shown). Holm adjusts the p-values of one column across its tasks. Type and
+overall rows average the tasks' bootstrap distributions (`stats.pooled_delta`). Where a statistic
+cannot be computed the row says why instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from evalharness import per_item, stats
+from evalharness.comparison import MEAN_TASKS, Comparison, baseline_columns
+from evalharness.results import Results
+from evalharness.taskinfo import aggregate_children, benchmark_of_type, type_key
+
+TASK_COLUMNS = ["column", "baseline", "task", "task_type", "delta", "low", "high", "p", "p_holm",
+                "significant", "n", "unit", "test", "note"]  # fmt: skip
+POOLED_COLUMNS = ["column", "baseline", "group", "delta", "low", "high", "n_tasks"]
+SEED_COLUMNS = ["column", "task", "n_seeds", "mean", "std", "per_seed"]
+PERMUTATION, BOOTSTRAP = "permutation", "bootstrap"
+
+
+@dataclass
+class Significance:
+    """Per task and per type/overall, for each column against its baseline (Δ, CI in score x100)."""
+
+    tasks: pd.DataFrame
+    pooled: pd.DataFrame
+    seeds: pd.DataFrame
+    confidence: float
+    resamples: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def alpha(self) -> float:
+        return 1 - self.confidence
+
+
+def _cell(frame: pd.DataFrame) -> pd.Series:
+    return frame["model"] + "|" + frame["revision"] + "|" + frame["experiment"]
+
+
+class _Samples:
+    """Per-item values by (cell, task), turned into aligned `stats.Sample`s on demand."""
+
+    def __init__(self, results: Results) -> None:
+        items = results.items
+        self.groups = {
+            key: g for key, g in items.assign(cell=_cell(items)).groupby(["cell", "task"], sort=False)
+        }
+        missing = results.items_missing
+        self.reasons = dict(
+            zip(zip(_cell(missing), missing["task"], strict=True), missing["reason"], strict=True)
+        )
+
+    def get(self, cell: str, task: str) -> tuple[pd.DataFrame | None, str]:
+        group = self.groups.get((cell, task))
+        if group is None:
+            return None, self.reasons.get((cell, task), per_item.NO_FILE)
+        return group, ""
+
+
+def _sample(group: pd.DataFrame, keys: pd.MultiIndex, mean_of: Sequence[pd.DataFrame] = ()) -> stats.Sample:
+    """`group`'s values in the order of `keys` ((split, subset, item)); `mean_of`: several seeds'
+    groups whose values are averaged per unit ("mean" kind only)."""
+    kind = group["kind"].iloc[0]
+    frames = list(mean_of) or [group]
+    if kind == "max_ap":
+        columns = list(dict.fromkeys(group["column"]))
+        wide = group.pivot_table(
+            index=["split", "subset", "item"], columns="column", values="value", sort=False
+        )
+        values = wide.loc[keys, columns].to_numpy()
+        signs = tuple(per_item.SIGNS[c] for c in columns)
+    else:
+        values = np.mean(
+            [f.set_index(["split", "subset", "item"])["value"].loc[keys].to_numpy() for f in frames], 0
+        )
+        signs = ()
+    gold = None if kind == "mean" else _unit_frame(group)["gold"].loc[keys].to_numpy()
+    part_keys = list(zip(keys.get_level_values(0), keys.get_level_values(1), strict=True))
+    part_of = {p: i for i, p in enumerate(dict.fromkeys(part_keys))}
+    parts = np.array([part_of[p] for p in part_keys])
+    return stats.Sample(kind, values, gold, parts, signs)
+
+
+def _unit_frame(group: pd.DataFrame) -> pd.DataFrame:
+    """One row per unit (max_ap rows repeat a unit once per scoring function)."""
+    return group.drop_duplicates(["split", "subset", "item"]).set_index(["split", "subset", "item"])
+
+
+def _keys(group: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_frame(group[["split", "subset", "item"]].drop_duplicates()).sort_values()
+
+
+def _compare_task(
+    samples: _Samples, a_cells: Sequence[str], b_cells: Sequence[str], task: str, conf: float, resamples: int
+) -> tuple[list[stats.Delta], str, str, str]:
+    """The Δ (one, or several to pool) of one task, the unit, and why not where there is none."""
+    a = [samples.get(c, task) for c in a_cells]
+    b = [samples.get(c, task) for c in b_cells]
+    for group, reason in [*a, *b]:
+        if group is None:
+            return [], "", "", reason
+    a_groups, b_groups = [g for g, _ in a], [g for g, _ in b]
+    kinds = {g["kind"].iloc[0] for g in [*a_groups, *b_groups]}
+    metrics = {g["metric"].iloc[0] for g in [*a_groups, *b_groups]}
+    unit = a_groups[0]["unit"].iloc[0]
+    if len(kinds) > 1 or len(metrics) > 1:
+        return [], unit, "", f"the settings keep different metrics ({', '.join(sorted(metrics))})"
+    keys = _keys(a_groups[0])
+    if any(not _keys(g).equals(keys) for g in [*a_groups, *b_groups]):
+        return [], unit, "", f"the settings were scored on different {unit}s"
+    seed = stats.task_seed(task)
+    (kind,) = kinds
+    if kind == "mean" or (len(a_groups) == 1 and len(b_groups) == 1):
+        d = stats.paired_delta(
+            _sample(a_groups[0], keys, a_groups if kind == "mean" else ()),
+            _sample(b_groups[0], keys, b_groups if kind == "mean" else ()),
+            confidence=conf, resamples=resamples, seed=seed,
+        )  # fmt: skip
+        return [d], unit, PERMUTATION, ""
+    if len(b_groups) > 1:
+        return [], unit, "", f"the baseline has several seeds and a {kind} score: no paired test"
+    base = _sample(b_groups[0], keys)
+    return [
+        stats.paired_delta(_sample(g, keys), base, confidence=conf, resamples=resamples, seed=seed)
+        for g in a_groups
+    ], unit, BOOTSTRAP, ""  # fmt: skip
+
+
+def _pool(deltas: Sequence[stats.Delta], confidence: float) -> stats.Delta:
+    """Several Δs (seeds, sub-tasks) as one: their mean, with the averaged bootstrap distribution."""
+    if len(deltas) == 1:
+        return deltas[0]
+    distribution = np.mean([d.distribution for d in deltas], axis=0)
+    mean, low, high = stats.pooled_delta(deltas, confidence)
+    tail = min(np.mean(distribution <= 0), np.mean(distribution >= 0))
+    return stats.Delta(
+        mean, low, high, float(min(1.0, 2 * tail)), sum(d.n for d in deltas), confidence, distribution
+    )
+
+
+def significance(
+    results: Results, comp: Comparison, baseline: int = 0, *, confidence: float = 0.95, resamples: int = 1000
+) -> Significance:
+    """Every Δ of the comparison with its CI and test (see the module docstring)."""
+    base_cols, _ = baseline_columns(comp, baseline)
+    samples = _Samples(results)
+    seeds = comp.seed_scores
+    cells = seeds.groupby(["column", "task"], sort=False)["cell"].agg(list).to_dict()
+    rows, kept = [], {}
+    for column, base_col in base_cols.items():
+        for task, task_type_ in comp.scores.loc[
+            comp.scores["column"] == column, ["task", "task_type"]
+        ].itertuples(index=False):
+            row = {"column": column, "baseline": base_col, "task": task, "task_type": task_type_}
+            a_cells, b_cells = cells.get((column, task), []), cells.get((base_col, task), [])
+            if not b_cells:
+                rows.append({**row, "note": f"no {baseline}-shot score for this task"})
+                continue
+            subtasks = aggregate_children(task) or [task]
+            found = [_compare_task(samples, a_cells, b_cells, t, confidence, resamples) for t in subtasks]
+            reasons = [why for _, _, _, why in found if why]
+            if reasons:
+                rows.append({**row, "note": reasons[0]})
+                continue
+            deltas = [d for ds, _, _, _ in found for d in ds]
+            test = PERMUTATION if len(deltas) == 1 and found[0][2] == PERMUTATION else BOOTSTRAP
+            pooled = _pool(deltas, confidence)
+            kept[(column, task)] = pooled
+            rows.append(
+                {**row, "delta": 100 * pooled.delta, "low": 100 * pooled.low, "high": 100 * pooled.high,
+                 "p": pooled.p_value, "n": pooled.n, "unit": found[0][1], "test": test, "note": ""}
+            )  # fmt: skip
+    tasks = pd.DataFrame(rows, columns=TASK_COLUMNS)
+    for _, group in tasks.groupby("column", sort=False):
+        tested = group[group["p"].notna()]
+        tasks.loc[tested.index, "p_holm"] = stats.holm(list(tested["p"]))
+    tasks["significant"] = tasks["p_holm"].lt(1 - confidence)
+    return Significance(tasks, _pooled(tasks, kept, confidence), _seeds(seeds), confidence, resamples)
+
+
+def _pooled(tasks: pd.DataFrame, kept: dict, confidence: float) -> pd.DataFrame:
+    rows = []
+    for (column, base_col), group in tasks.groupby(["column", "baseline"], sort=False):
+        have = group[group["delta"].notna()]
+        if have.empty:
+            continue
+        by_type = sorted(have.groupby("task_type", sort=False), key=lambda kv: type_key(kv[0]))
+        mteb = have[have["task_type"].map(benchmark_of_type) == "MTEB"]
+        for label, sub in [*by_type, (MEAN_TASKS, mteb if not mteb.empty else have)]:
+            deltas = [kept[(column, t)] for t in sub["task"]]
+            mean, low, high = stats.pooled_delta(deltas, confidence)
+            rows.append({"column": column, "baseline": base_col, "group": label, "delta": 100 * mean,
+                         "low": 100 * low, "high": 100 * high, "n_tasks": len(deltas)})  # fmt: skip
+    return pd.DataFrame(rows, columns=POOLED_COLUMNS)
+
+
+def _seeds(seed_scores: pd.DataFrame) -> pd.DataFrame:
+    """Settings run with several seeds: each task's mean ± standard deviation over seeds, and the
+    per-seed scores."""
+    rows = []
+    for (column, task), group in seed_scores.groupby(["column", "task"], sort=False):
+        if group["seed"].nunique() < 2:
+            continue
+        ordered = group.sort_values("seed")
+        rows.append({"column": column, "task": task, "n_seeds": len(ordered), "mean": ordered["score"].mean(),
+                     "std": ordered["score"].std(ddof=1),
+                     "per_seed": ", ".join(f"{int(s)}: {v:.2f}" for s, v in zip(ordered["seed"], ordered["score"],
+                                                                               strict=True))})  # fmt: skip
+    return pd.DataFrame(rows, columns=SEED_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the report shows: one text per cell, columns as the Δ tables have them
+# ---------------------------------------------------------------------------------------------
+
+
+def _interval(delta: float, low: float, high: float) -> str:
+    return f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def task_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
+    """Per task x column: "Δ [low, high] p=… *" (p Holm-adjusted, * where below alpha), or why not."""
+    from evalharness.comparison import _wide
+
+    if sig.tasks.empty:
+        return pd.DataFrame()
+    texts = []
+    for row in sig.tasks.itertuples():
+        if pd.isna(row.delta):
+            texts.append(f"no CI: {row.note}")
+            continue
+        mark = " *" if row.significant else ""
+        pooled = " (bootstrap p)" if row.test == BOOTSTRAP else ""
+        texts.append(f"{_interval(row.delta, row.low, row.high)} p={row.p_holm:.3f}{pooled}{mark}")
+    return _wide(comp, sig.tasks.assign(text=texts), "text")
+
+
+def pooled_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
+    """Per type (and over all tasks) x column: the mean Δ of the tasks with a CI, its CI, how many."""
+    if sig.pooled.empty:
+        return pd.DataFrame()
+    frame = sig.pooled.assign(
+        text=[
+            f"{_interval(r.delta, r.low, r.high)} ({r.n_tasks} task{'s' if r.n_tasks != 1 else ''})"
+            for r in sig.pooled.itertuples()
+        ]
+    )
+    table = frame.set_index(["group", "column"])["text"].unstack("column")
+    groups = sorted((g for g in table.index if g != MEAN_TASKS), key=type_key) + [MEAN_TASKS]
+    cols = [c for c in comp.columns["column"] if c in table.columns]
+    lookup = comp.columns.set_index("column")
+    table = table.reindex(index=pd.Index(groups, name="type"), columns=cols).fillna("—")
+    table.columns = pd.MultiIndex.from_tuples(
+        [(lookup.loc[c, "model"], lookup.loc[c, "setting"]) for c in cols], names=["model", "setting"]
+    )
+    return table
+
+
+def seed_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
+    """Settings with several seeds: per task "mean ± std (seed: score, ...)"."""
+    from evalharness.comparison import _wide
+
+    if sig.seeds.empty:
+        return pd.DataFrame()
+    types = comp.scores.drop_duplicates("task").set_index("task")["task_type"]
+    frame = sig.seeds.assign(
+        task_type=sig.seeds["task"].map(types),
+        text=[f"{r.mean:.2f} ± {r.std:.2f} ({r.per_seed})" for r in sig.seeds.itertuples()],
+    )
+    return _wide(comp, frame, "text")
+
+
+def intro(sig: Significance) -> str:
+    level = f"{100 * sig.confidence:g}%"
+    return (
+        f"Δ vs the baseline (×100) with its {level} paired bootstrap CI over the task's units (queries, pairs, "
+        f"experiments; {sig.resamples} resamples, scipy.stats.bootstrap) and the p-value of a paired permutation "
+        "test (scipy.stats.permutation_test), Holm-adjusted across each column's tasks; * marks p < "
+        f"{sig.alpha:.2g} after that adjustment. Seeds of a setting and aggregate tasks (CQADupstack) are pooled "
+        "by averaging their bootstrap distributions, with a bootstrap p. Type and overall rows average the "
+        "tasks' bootstrap distributions. Unadjusted p-values are in significance.csv."
+    )

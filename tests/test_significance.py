@@ -1,0 +1,148 @@
+"""The report's statistics on every Δ (evalharness/significance.py): built from the per-item values a
+run keeps, consistent with the Δ table, reproducible, and explicit where they cannot be computed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalharness import per_item, stats
+from evalharness.comparison import MEAN_TASKS
+from evalharness.plan import validate
+from evalharness.report import build_report, write_report
+from evalharness.results import load
+from evalharness.runner import Runner
+from tests import local_tasks
+from tests.configs import run_config
+
+REPO = Path(__file__).resolve().parent.parent
+TASKS = ["LocalRetrieval", "LocalSTS", "OfflineRottenTomatoesPairClassification"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, minilm_config, minilm_backend):
+    """0-shot and 1-shot (two seeds) on a retrieval, an STS and a pair-classification task."""
+    local_tasks.register()
+    tmp = tmp_path_factory.mktemp("significance")
+    cfg = run_config(
+        minilm_config,
+        {"benchmark": {"name": "custom", "tasks": TASKS}, "results_dir": str(tmp / "out"), "shots": [0, 1],
+         "seed": [0, 1], "examples": {"strategy": "train"}, "embedding_cache": None},
+        {},
+    )  # fmt: skip
+    Runner(validate(cfg), backend=minilm_backend).run()
+    return tmp / "out"
+
+
+def test_every_delta_gets_a_ci_and_a_test_consistent_with_the_delta_table(sweep):
+    rep = build_report(sweep, resamples=500)
+    sig = rep.significance
+    rows = sig.tasks.set_index("task")
+    assert set(rows.index) == set(TASKS) and rows["note"].eq("").all()
+    (column,) = rep.delta_tasks.columns
+    for task in TASKS:
+        row = rows.loc[task]
+        table_delta = rep.delta_tasks.xs(task, level="task")[column].iloc[0]
+        # the Δ the table prints, up to mteb rounding each score to 5 decimals (x100: 1e-3)
+        assert row["delta"] == pytest.approx(table_delta, abs=1.01e-3)
+        assert row["low"] <= row["delta"] <= row["high"]
+        assert 0 < row["p"] <= 1 and row["p"] <= row["p_holm"] <= 1
+    assert rows.loc["LocalRetrieval", "test"] == "permutation"  # seeds averaged per query: one paired test
+    assert rows.loc["LocalSTS", "test"] == "bootstrap"  # a correlation per seed, pooled
+    assert rows.loc["LocalRetrieval", "unit"] == "query" and rows.loc["LocalSTS", "unit"] == "pair"
+    # Holm over the column's three tasks
+    assert list(rows["p_holm"]) == pytest.approx(stats.holm(list(rows["p"])))
+    overall = sig.pooled.set_index("group").loc[MEAN_TASKS]
+    assert overall["n_tasks"] == 3
+    assert overall["delta"] == pytest.approx(rows["delta"].mean(), abs=1e-9)
+    assert overall["low"] <= overall["delta"] <= overall["high"]
+    # seeds: mean ± std with the per-seed scores
+    seeds = sig.seeds.set_index("task")
+    per_seed = rep.comparison.seed_scores
+    retrieval = per_seed[(per_seed["task"] == "LocalRetrieval") & per_seed["shots"].eq(1)]["score"]
+    assert seeds.loc["LocalRetrieval", "mean"] == pytest.approx(retrieval.mean())
+    assert seeds.loc["LocalRetrieval", "std"] == pytest.approx(retrieval.std(ddof=1))
+
+
+def test_the_retrieval_delta_is_the_paired_test_of_the_per_query_values(sweep):
+    """Recomputed from the stored files: the seeds' per-query nDCG averaged, against 0-shot, through
+    scipy via stats.paired_delta with the report's seed, gives the report's numbers exactly."""
+    rep = build_report(sweep, resamples=500)
+    row = rep.significance.tasks.set_index("task").loc["LocalRetrieval"]
+
+    def values(pattern):
+        (folder,) = sweep.glob(f"results/*/*/experiments/{pattern}")
+        (part,) = per_item.read(folder / "per_item" / "LocalRetrieval.json")["parts"]
+        return np.asarray(part["values"])
+
+    few = (values("*seed_0__shots_1_*") + values("*seed_1__shots_1_*")) / 2
+    zero = values("examples_none__shots_0_*")
+    d = stats.paired_delta(
+        stats.Sample("mean", few, parts=np.zeros(len(few), int)),
+        stats.Sample("mean", zero, parts=np.zeros(len(zero), int)),
+        resamples=500,
+        seed=stats.task_seed("LocalRetrieval"),
+    )
+    assert (row["delta"], row["low"], row["high"], row["p"]) == pytest.approx(
+        (100 * d.delta, 100 * d.low, 100 * d.high, d.p_value), abs=1e-9
+    )
+
+
+def test_reports_are_reproducible_and_shown(sweep, tmp_path):
+    a = write_report(sweep, tmp_path / "a", resamples=300)[1]
+    b = write_report(sweep, tmp_path / "b", resamples=300)[1]
+    assert a == b
+    assert "## Is the Δ real? Paired 95% CIs and tests vs 0-shot" in a
+    assert "### Per task (Δ [CI] Holm-adjusted p)" in a and " p=" in a
+    assert (tmp_path / "a" / "significance.csv").read_text() == (
+        tmp_path / "b" / "significance.csv"
+    ).read_text()
+    assert "<h2>Is the Δ real?" in (tmp_path / "a" / "report.html").read_text()
+
+
+def test_results_without_per_item_values_still_report_and_say_why(sweep, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    for folder in copy.glob("results/*/*/experiments/*/per_item"):
+        shutil.rmtree(folder)
+    results = load(copy)
+    assert results.items.empty and len(results.items_missing) == 3 * 3
+    assert set(results.items_missing["reason"]) == {per_item.NO_FILE}
+    rep = build_report(copy, resamples=200)
+    rows = rep.significance.tasks
+    assert rows["delta"].isna().all() and rows["note"].eq(per_item.NO_FILE).all()
+    text = write_report(copy, tmp_path / "rep")[1]
+    assert f"no CI: {per_item.NO_FILE}" in text
+    assert rep.delta_tasks.notna().all().all()  # the Δ table itself is unchanged
+
+
+def test_the_tidy_frame_gains_the_per_item_table(sweep):
+    results = load(sweep)
+    items = results.items
+    sts = items[(items["task"] == "LocalSTS") & (items["shots"] == 0)]
+    assert len(sts) == len(local_tasks.STS_TEST) and set(sts["kind"]) == {"spearman"}
+    pair = items[(items["task"] == "OfflineRottenTomatoesPairClassification") & (items["shots"] == 0)]
+    assert set(pair["column"]) == set(per_item.SIGNS)  # one row per pair and scoring function
+    retrieval = items[(items["task"] == "LocalRetrieval") & (items["shots"] == 0)]
+    main = results.main()
+    score = main[(main["task"] == "LocalRetrieval") & (main["shots"] == 0)]["score"].iloc[0]
+    assert round(retrieval["value"].mean(), 5) == pytest.approx(score, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--ci", "1.5"], "--ci 1.5: use a confidence level between 0 and 1"),
+     (["--resamples", "10"], "--resamples 10: use at least 100")],
+)  # fmt: skip
+def test_bad_statistics_options_are_clear_errors(sweep, tmp_path, flags, message):
+    out = subprocess.run(
+        [sys.executable, "-m", "evalharness.cli", "report", str(sweep), "--out", str(tmp_path / "r"), *flags],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "r").exists()
