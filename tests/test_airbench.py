@@ -608,3 +608,29 @@ def test_written_rankings_equal_an_exact_search_on_known_vectors(
     qrels = LocalDataLoader(data, VERSION).load_qrels("qa", "finance", "en", "default", split="dev")
     ndcg = _pytrec({q: dict(d) for q, d in qrels.items()}, expected_dev, "ndcg_cut.10", "ndcg_cut_10")
     assert 0 < ndcg < 1 and record.main_score == pytest.approx(ndcg, abs=5e-5)
+
+
+def test_dev_per_query_values_give_back_the_main_score(tmp_path, minilm_config, minilm_backend, air_dir):
+    """The per-query nDCG@10 kept beside an AIR-Bench dev result: one value per dev query with qrels,
+    their mean is the main score (air-benchmark rounds it to 5 decimals), and the file is one of the
+    outputs a re-run requires."""
+    from evalharness import per_item
+
+    cfg = _cfg(tmp_path, minilm_config, air_dir, shots=[0], examples={"strategy": "none", "root": None})
+    plan = validate(cfg)
+    records = Runner(plan, backend=minilm_backend).run()
+    folder = _experiment(tmp_path, "examples_none__shots_0__template_plain")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for record, domain in zip(records, ("law", "finance"), strict=True):
+        entry = manifest["tasks"][record.task]
+        data = per_item.read(folder / entry["per_item"])
+        assert (data["kind"], data["unit"], data["metric"]) == ("mean", "query", "ndcg_at_10")
+        (part,) = data["parts"]
+        assert part["split"] == "dev" and part["ids"] == sorted(DATA[domain]["dev"])
+        mean = float(np.mean(part["values"]))
+        assert round(mean, 5) == pytest.approx(record.main_score, abs=1e-12)
+        assert mean == pytest.approx(record.main_score, abs=5e-6)
+        assert any(o.endswith(entry["per_item"]) for o in entry["outputs"])
+    (folder / entry["per_item"]).unlink()  # the last task's file gone: that task is redone
+    again = Runner(plan, backend=minilm_backend).run()
+    assert [r.skipped for r in again] == [True, False] and (folder / entry["per_item"]).exists()

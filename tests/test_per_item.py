@@ -56,8 +56,8 @@ class LocalReranking(AbsTaskRetrieval):
 
 
 TASKS = [
-    "LocalRetrieval", "LocalReranking", "LocalSTS", "LocalClassification",
-    "OfflineMiniNewsgroupsClustering", "OfflineRottenTomatoesPairClassification",
+    "LocalRetrieval", "LocalReranking", "LocalSTS", "LocalClassification", "OfflineChatterbotRetrieval",
+    "OfflineLeeSTS", "OfflineMiniNewsgroupsClustering", "OfflineRottenTomatoesPairClassification",
 ]  # fmt: skip
 
 
@@ -132,6 +132,7 @@ def test_per_item_values_give_back_mtebs_main_scores(zero_shot_run):
     assert kinds == {
         "LocalRetrieval": ("mean", "query"), "LocalReranking": ("mean", "query"),
         "LocalSTS": ("spearman", "pair"), "LocalClassification": ("mean", "experiment"),
+        "OfflineChatterbotRetrieval": ("mean", "query"), "OfflineLeeSTS": ("spearman", "pair"),
         "OfflineMiniNewsgroupsClustering": ("mean", "experiment"),
         "OfflineRottenTomatoesPairClassification": ("max_ap", "pair"),
     }  # fmt: skip
