@@ -121,7 +121,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     import mteb
 
-    from evalharness.tasks import OFFLINE_MINI_TASKS, register_offline_tasks
+    from evalharness.tasks.offline import OFFLINE_MINI_TASKS, register_offline_tasks
 
     register_offline_tasks()
     names = OFFLINE_MINI_TASKS if args.benchmark == "offline-mini" else None

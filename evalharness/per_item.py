@@ -226,11 +226,12 @@ def _experiment_values(entry: Mapping[str, Any], metric: str) -> list[float] | N
     per_experiment = entry.get("scores_per_experiment")
     if isinstance(per_experiment, list) and per_experiment and all(metric in e for e in per_experiment):
         return [float(e[metric]) for e in per_experiment]
-    plural = entry.get(f"{metric}s")  # clustering: v_measure -> v_measures {"Level 0": [...]}
+    plural = entry.get(f"{metric}s")  # clustering: v_measure -> v_measures {"Level 0": [...]} (or a list)
     if isinstance(plural, Mapping) and len(plural) == 1:
-        (values,) = plural.values()
-        return [float(v) for v in values]
-    return None
+        (plural,) = plural.values()
+    if isinstance(plural, list) and plural and all(isinstance(v, int | float) for v in plural):
+        return [float(v) for v in plural]
+    return None  # hierarchical clustering (several levels) and the like: no one list of values
 
 
 def write(exp_dir: Path, record: Record) -> str | None:

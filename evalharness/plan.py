@@ -13,8 +13,8 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ class RunPlan:
     cfg: RunConfig
     tasks: tuple[RunTask, ...]
     planned: tuple[PlannedCell, ...]
+    instructions: Mapping[str, str] = field(default_factory=dict)  # task -> instruction, loaded once
 
     @property
     def names(self) -> list[str]:
@@ -305,8 +306,9 @@ def validate(cfg: RunConfig) -> RunPlan:
         names = _task_names(cfg)
     except ValueError as err:
         problems.append(str(err))
+    instructions: dict[str, str] = {}
     try:
-        load_instructions(cfg.instructions)
+        instructions = load_instructions(cfg.instructions)
     except ValueError as err:
         problems.append(str(err))
     tasks: list[RunTask] = []
@@ -324,4 +326,4 @@ def validate(cfg: RunConfig) -> RunPlan:
         problems += earlier_results_problems(cfg, tasks, planned)
     if problems:
         raise ConfigError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
-    return RunPlan(cfg, tuple(tasks), tuple(planned))
+    return RunPlan(cfg, tuple(tasks), tuple(planned), instructions)

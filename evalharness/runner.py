@@ -24,7 +24,6 @@ from evalharness import store
 from evalharness.config import RunConfig
 from evalharness.encoders.cache import EmbeddingCache
 from evalharness.encoders.icl import ICLEncoder
-from evalharness.instructions import load_instructions
 from evalharness.plan import Cell, PlannedCell, RunPlan, validate
 from evalharness.provenance import git_revision, package_versions
 from evalharness.tasks.interface import CellContext, RunTask, main_score
@@ -80,7 +79,7 @@ class Runner:
         self.cfg = plan.cfg
         self.backend = backend
         self.cache = make_embedding_cache(self.cfg)
-        self.instructions = load_instructions(self.cfg.instructions)
+        self.instructions = plan.instructions
         self.results = store.AtomicResultCache(Path(self.cfg.results_dir).expanduser())
         self.records: list[TaskRecord] = []
         self._raise_inside = raise_inside  # test hook: simulate a crash inside a cell

@@ -45,7 +45,12 @@ class Significance:
 
     @property
     def alpha(self) -> float:
-        return 1 - self.confidence
+        return _alpha(self.confidence)
+
+
+def _alpha(confidence: float) -> float:
+    """1 - confidence without the float residue (1 - 0.95 is 0.05000000000000004, which would mark p = 0.05)."""
+    return round(1 - confidence, 12)
 
 
 def _cell(frame: pd.DataFrame) -> pd.Series:
@@ -148,9 +153,7 @@ def _pool(deltas: Sequence[stats.Delta], confidence: float) -> stats.Delta:
     distribution = np.mean([d.distribution for d in deltas], axis=0)
     mean, low, high = stats.pooled_delta(deltas, confidence)
     tail = min(np.mean(distribution <= 0), np.mean(distribution >= 0))
-    return stats.Delta(
-        mean, low, high, float(min(1.0, 2 * tail)), sum(d.n for d in deltas), confidence, distribution
-    )
+    return stats.Delta(mean, low, high, float(min(1.0, 2 * tail)), deltas[0].n, confidence, distribution)
 
 
 def significance(
@@ -180,16 +183,22 @@ def significance(
             deltas = [d for ds, _, _, _ in found for d in ds]
             test = PERMUTATION if len(deltas) == 1 and found[0][2] == PERMUTATION else BOOTSTRAP
             pooled = _pool(deltas, confidence)
+            if np.isnan(pooled.delta):
+                rows.append(
+                    {**row, "note": "the score is undefined on these units (e.g. constant predictions)"}
+                )
+                continue
             kept[(column, task)] = pooled
+            n_units = sum(ds[0].n for ds, _, _, _ in found)  # seeds share units; sub-tasks add theirs
             rows.append(
                 {**row, "delta": 100 * pooled.delta, "low": 100 * pooled.low, "high": 100 * pooled.high,
-                 "p": pooled.p_value, "n": pooled.n, "unit": found[0][1], "test": test, "note": ""}
+                 "p": pooled.p_value, "n": n_units, "unit": found[0][1], "test": test, "note": ""}
             )  # fmt: skip
     tasks = pd.DataFrame(rows, columns=TASK_COLUMNS)
     for _, group in tasks.groupby("column", sort=False):
         tested = group[group["p"].notna()]
         tasks.loc[tested.index, "p_holm"] = stats.holm(list(tested["p"]))
-    tasks["significant"] = tasks["p_holm"].lt(1 - confidence)
+    tasks["significant"] = tasks["p_holm"].lt(_alpha(confidence))
     return Significance(tasks, _pooled(tasks, kept, confidence), _seeds(seeds), confidence, resamples)
 
 
@@ -246,7 +255,7 @@ def task_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
             continue
         mark = " *" if row.significant else ""
         pooled = " (bootstrap p)" if row.test == BOOTSTRAP else ""
-        texts.append(f"{_interval(row.delta, row.low, row.high)} p={row.p_holm:.3f}{pooled}{mark}")
+        texts.append(f"{_interval(row.delta, row.low, row.high)} p={row.p_holm:.4g}{pooled}{mark}")
     return _wide(comp, sig.tasks.assign(text=texts), "text")
 
 

@@ -191,3 +191,26 @@ def test_a_kill_while_writing_per_item_values_leaves_no_file_and_is_redone(
     assert not again.skipped and (exp_dir / "per_item" / "LocalRetrieval.json").exists()
     (done,) = Runner(plan, backend=minilm_backend).run()
     assert done.skipped
+
+
+def test_experiment_values_or_why_not():
+    """Classification keeps `scores_per_experiment`, clustering `v_measures` (one level); a task whose
+    result has no such list (hierarchical clustering) gets a reason instead of a file."""
+    from types import SimpleNamespace
+
+    def result(entry):
+        return SimpleNamespace(scores={"test": [{"hf_subset": "default", **entry}]})
+
+    def record():
+        return per_item.Record("T", "v_measure", "mean", "experiment")
+
+    one = per_item.from_result(record(), result({"v_measures": {"Level 0": [0.5, 0.25]}}))
+    assert one.parts[0]["values"] == [0.5, 0.25] and one.missing is None
+    two = per_item.from_result(record(), result({"v_measures": {"Level 0": [0.5], "Level 1": [0.4]}}))
+    assert two.parts == [] and two.missing == "the result has no per-experiment v_measure"
+    assert per_item.write(Path("/nonexistent"), two) is None  # nothing written, the reason kept
+    cls = per_item.from_result(
+        per_item.Record("C", "accuracy", "mean", "experiment"),
+        result({"scores_per_experiment": [{"accuracy": 0.75}, {"accuracy": 1.0}]}),
+    )
+    assert cls.parts[0]["values"] == [0.75, 1.0]

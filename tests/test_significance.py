@@ -146,3 +146,21 @@ def test_bad_statistics_options_are_clear_errors(sweep, tmp_path, flags, message
     )  # fmt: skip
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_the_committed_demo_report_shows_cis_and_significance_marks():
+    """The demo keeps per-item values for every task (test_demo pins that the committed folder is what
+    the code produces), so every Δ of its report has a CI and a Holm-adjusted p, and some are marked."""
+    import re
+
+    section = (
+        (REPO / "results" / "demo" / "report.md").read_text(encoding="utf-8").split("## Is the Δ real?")[1]
+    )
+    cells = re.findall(
+        r"([+-]\d+\.\d\d) \[([+-]\d+\.\d\d), ([+-]\d+\.\d\d)\] p=([\d.e-]+)( \(bootstrap p\))?( \*)?",
+        section,
+    )
+    assert len(cells) == 3 * 2 * 5  # 3 models x 2 few-shot settings x 5 tasks
+    assert all(float(low) <= float(d) <= float(high) for d, low, high, *_ in cells)
+    assert any(mark for *_, mark in cells) and not all(mark for *_, mark in cells)
+    assert "no CI:" not in section
