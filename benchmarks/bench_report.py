@@ -16,6 +16,7 @@ import argparse
 import json
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,16 @@ UNITS = {"Retrieval": 1000, "Reranking": 1000, "Classification": 10, "Clustering
 MODEL, REVISION = "org/synthetic-icl", "r1"
 
 
-def _part(kind: str, n: int, shift: float, rng: np.random.Generator, split: str, subset: str) -> dict:
+def _part(
+    kind: str, n: int, shift: float, rng: np.random.Generator, split: str, subset: str, task: str
+) -> dict:
+    """One part's values; its gold (scores, labels) belongs to the task, the same in every setting."""
     ids = [str(i) for i in range(n)]
     if kind == "mean":
         values = np.clip(rng.beta(2, 2, n) + shift + rng.normal(0, 0.05, n), 0, 1)
         return {"split": split, "subset": subset, "ids": ids, "values": values.tolist()}
-    gold = rng.uniform(0, 1, n) if kind == "spearman" else rng.integers(0, 2, n).astype(float)
+    task_rng = np.random.default_rng(zlib.crc32(f"{task}/{split}/{subset}".encode()))
+    gold = task_rng.uniform(0, 1, n) if kind == "spearman" else task_rng.integers(0, 2, n).astype(float)
     noise = rng.normal(0, 1 - min(0.9, 0.4 + shift), (n, 5) if kind == "max_ap" else n)
     values = (gold[:, None] if kind == "max_ap" else gold) + noise
     return {"split": split, "subset": subset, "ids": ids, "values": values.tolist(), "gold": gold.tolist()}
@@ -62,7 +67,7 @@ def write_synthetic(root: Path, seed: int = 0) -> Path:
                 meta.type, "mean"
             )
             parts = [
-                _part(kind, UNITS.get(meta.type, 100), 0.004 * shots, rng, split, subset)
+                _part(kind, UNITS.get(meta.type, 100), 0.004 * shots, rng, split, subset, meta.name)
                 for split in task.eval_splits
                 for subset in task.hf_subsets
             ]

@@ -30,6 +30,7 @@ TASK_COLUMNS = ["column", "baseline", "task", "task_type", "delta", "low", "high
 POOLED_COLUMNS = ["column", "baseline", "group", "delta", "low", "high", "n_tasks"]
 SEED_COLUMNS = ["column", "task", "n_seeds", "mean", "std", "per_seed"]
 PERMUTATION, BOOTSTRAP = "permutation", "bootstrap"
+_PLURAL = {"query": "queries", "pair": "pairs", "experiment": "experiments"}
 
 
 @dataclass
@@ -127,9 +128,25 @@ def _compare_task(
         return [], unit, "", f"the settings keep different metrics ({', '.join(sorted(metrics))})"
     keys = _keys(a_groups[0])
     if any(not _keys(g).equals(keys) for g in [*a_groups, *b_groups]):
-        return [], unit, "", f"the settings were scored on different {unit}s"
-    seed = stats.task_seed(task)
-    (kind,) = kinds
+        return [], unit, "", f"the settings were scored on different {_PLURAL.get(unit, unit)}"
+    try:
+        return _paired(a_groups, b_groups, keys, kinds.pop(), stats.task_seed(task), conf, resamples, unit)
+    except ValueError as err:  # e.g. gold scores that differ between the settings: not the same units
+        return [], unit, "", f"no paired comparison: {err}"
+
+
+def _paired(
+    a_groups: list[pd.DataFrame],
+    b_groups: list[pd.DataFrame],
+    keys: pd.MultiIndex,
+    kind: str,
+    seed: int,
+    conf: float,
+    resamples: int,
+    unit: str,
+) -> tuple[list[stats.Delta], str, str, str]:
+    """A mean score averages the seeds per unit (then one paired test); a correlation or AP score
+    compares each seed with the one baseline, for `_pool` to average."""
     if kind == "mean" or (len(a_groups) == 1 and len(b_groups) == 1):
         d = stats.paired_delta(
             _sample(a_groups[0], keys, a_groups if kind == "mean" else ()),

@@ -164,3 +164,26 @@ def test_the_committed_demo_report_shows_cis_and_significance_marks():
     assert all(float(low) <= float(d) <= float(high) for d, low, high, *_ in cells)
     assert any(mark for *_, mark in cells) and not all(mark for *_, mark in cells)
     assert "no CI:" not in section
+
+
+def test_settings_that_are_not_on_the_same_units_get_a_reason_not_a_crash(sweep, tmp_path):
+    """Files from elsewhere may disagree: STS gold scores that differ between two settings, or a
+    retrieval cell with a query the other lacks."""
+    import json
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    (zero,) = copy.glob("results/*/*/experiments/examples_none__shots_0_*")
+    sts = zero / "per_item" / "LocalSTS.json"
+    data = json.loads(sts.read_text())
+    data["parts"][0]["gold"][0] += 0.1
+    sts.write_text(json.dumps(data))
+    retrieval = zero / "per_item" / "LocalRetrieval.json"
+    data = json.loads(retrieval.read_text())
+    for key in ("ids", "values"):
+        data["parts"][0][key] = data["parts"][0][key][1:]
+    retrieval.write_text(json.dumps(data))
+    rows = build_report(copy, resamples=200).significance.tasks.set_index("task")
+    assert rows.loc["LocalSTS", "note"].startswith("no paired comparison: paired samples have different gold")
+    assert rows.loc["LocalRetrieval", "note"] == "the settings were scored on different queries"
+    assert rows.loc["OfflineRottenTomatoesPairClassification", "note"] == ""
