@@ -1,4 +1,4 @@
-"""The "offline-mini" benchmark (evalharness/tasks/offline.py): data built from package files, split
+"""The "offline-mini" benchmark (evalharness/tasks/offline/): data built from package files, split
 disjointness, determinism, registration in mteb, and MiniLM scores well above chance."""
 
 from __future__ import annotations
