@@ -19,7 +19,7 @@ import pandas as pd
 from evalharness.comparison import N_TASKS, Comparison
 from evalharness.published import ReferenceSection
 from evalharness.results import Results
-from evalharness.significance import Significance, intro, pooled_texts, seed_texts, task_texts
+from evalharness.significance import Significance, intro, no_ci_reasons, pooled_texts, seed_texts, task_texts
 
 
 @dataclass
@@ -190,14 +190,21 @@ def _sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
 
 
 def _significance_sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
+    """The statistics' sections; where no Δ has a CI (results from elsewhere), one line saying why
+    instead of a table of identical "no CI" cells."""
     sig = rep.significance
     if sig is None or sig.tasks.empty:
         return []
-    out: list[tuple[str, str, Any, bool]] = [
-        ("##", f"Is the Δ real? Paired {100 * sig.confidence:g}% CIs and tests vs {rep.baseline}-shot", intro(sig), False),
-        ("###", "Per type and over all tasks (mean Δ of the tasks with a CI)", pooled_texts(sig, rep.comparison), False),
-        ("###", "Per task (Δ [CI] Holm-adjusted p)", task_texts(sig, rep.comparison), False),
-    ]  # fmt: skip
+    title = f"Is the Δ real? Paired {100 * sig.confidence:g}% CIs and tests vs {rep.baseline}-shot"
+    out: list[tuple[str, str, Any, bool]]
+    if sig.tasks["delta"].isna().all():
+        out = [("##", title, f"No CI or test for any Δ: {no_ci_reasons(sig)}.", False)]
+    else:
+        out = [
+            ("##", title, intro(sig), False),
+            ("###", "Per type and over all tasks (mean Δ of the tasks with a CI)", pooled_texts(sig, rep.comparison), False),
+            ("###", "Per task (Δ [CI] Holm-adjusted p)", task_texts(sig, rep.comparison), False),
+        ]  # fmt: skip
     if not sig.seeds.empty:
         out.append(
             ("###", "Seeds: mean ± std over seeds (per-seed scores)", seed_texts(sig, rep.comparison), False)

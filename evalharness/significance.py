@@ -311,6 +311,13 @@ def seed_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
     return _wide(comp, frame, "text")
 
 
+def no_ci_reasons(sig: Significance) -> str:
+    """Why Δs have no CI, each reason with how many Δs it concerns."""
+    missing = sig.tasks[sig.tasks["delta"].isna()]
+    counts = missing["note"].value_counts(sort=False)
+    return "; ".join(f"{reason} ({n} of {len(sig.tasks)} Δs)" for reason, n in counts.items())
+
+
 def intro(sig: Significance) -> str:
     level = f"{100 * sig.confidence:g}%"
     return (

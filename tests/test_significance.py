@@ -117,7 +117,7 @@ def test_results_without_per_item_values_still_report_and_say_why(sweep, tmp_pat
     rows = rep.significance.tasks
     assert rows["delta"].isna().all() and rows["note"].eq(per_item.NO_FILE).all()
     text = write_report(copy, tmp_path / "rep")[1]
-    assert f"no CI: {per_item.NO_FILE}" in text
+    assert f"No CI or test for any Δ: {per_item.NO_FILE} (3 of 3 Δs)." in text
     assert rep.delta_tasks.notna().all().all()  # the Δ table itself is unchanged
 
 
