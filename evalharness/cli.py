@@ -312,8 +312,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         resamples=args.resamples,
     )
     print(text)
+    extra = f", {path.parent / 'significance.csv'}" if (path.parent / "significance.csv").exists() else ""
     print(
-        f"\nwrote {path}, {path.with_suffix('.html')}, {path.parent / 'scores.csv'} and {path.parent / 'plots'}/"
+        f"\nwrote {path}, {path.with_suffix('.html')}, {path.parent / 'scores.csv'}{extra} and {path.parent / 'plots'}/"
     )
     return 0
 

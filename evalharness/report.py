@@ -168,6 +168,8 @@ def write_report(
     rep.results.main().drop(columns=["is_main", "selected"]).to_csv(out / "scores.csv", index=False)
     if rep.significance is not None and not rep.significance.tasks.empty:
         rep.significance.tasks.to_csv(out / "significance.csv", index=False, float_format="%.6g")
+    else:  # an earlier report's statistics would no longer match this report
+        (out / "significance.csv").unlink(missing_ok=True)
     return path, text
 
 

@@ -103,6 +103,8 @@ def test_reports_are_reproducible_and_shown(sweep, tmp_path):
         tmp_path / "b" / "significance.csv"
     ).read_text()
     assert "<h2>Is the Δ real?" in (tmp_path / "a" / "report.html").read_text()
+    text = write_report(sweep, tmp_path / "a", confidence=0)[1]  # --ci 0: no statistics, none left over
+    assert "Is the Δ real?" not in text and not (tmp_path / "a" / "significance.csv").exists()
 
 
 def test_results_without_per_item_values_still_report_and_say_why(sweep, tmp_path):
