@@ -83,7 +83,7 @@ def _setting_label(row: pd.Series, seeds: Sequence[Any], show_template: bool) ->
 def _cell_table(main: pd.DataFrame) -> pd.DataFrame:
     """One row per result folder (cell) with its column id, model label and setting label."""
     cells = main[["model", "revision", "experiment", *SETTING, "seed", "benchmark"]].drop_duplicates().copy()
-    cells["cell"] = cells["model"] + "|" + cells["revision"] + "|" + cells["experiment"]
+    cells["cell"] = cell_key(cells)
     revisions = cells.groupby("model")["revision"].nunique()
     cells["model_label"] = [
         f"{m}@{r}" if revisions[m] > 1 else m for m, r in zip(cells["model"], cells["revision"], strict=True)
@@ -146,7 +146,8 @@ def _missing_tasks(seed_scores: pd.DataFrame, columns: pd.DataFrame) -> list[str
     return problems
 
 
-def _cell_key(frame: pd.DataFrame) -> pd.Series:
+def cell_key(frame: pd.DataFrame) -> pd.Series:
+    """One cell (experiment folder) of a model, as one string: model|revision|experiment."""
     return frame["model"] + "|" + frame["revision"] + "|" + frame["experiment"]
 
 
@@ -160,7 +161,7 @@ def _per_task(main: pd.DataFrame, selections: pd.DataFrame) -> pd.DataFrame:
     gaps = selections[selections["in_benchmark"] & (selections["missing"].map(len) > 0)]
     if gaps.empty:
         return per_task
-    keys = set(zip(_cell_key(gaps), gaps["task"], strict=True))
+    keys = set(zip(cell_key(gaps), gaps["task"], strict=True))
     hit = [(c, t) in keys for c, t in zip(per_task["cell"], per_task["task"], strict=True)]
     per_task.loc[hit, "score"] = math.nan
     have = set(zip(per_task["cell"], per_task["task"], strict=True))
@@ -179,7 +180,7 @@ def _selection_labels(selections: pd.DataFrame, cells: pd.DataFrame) -> pd.DataF
     uses; several labels (seeds or sub-tasks scored differently) are joined with " | "."""
     if selections.empty:
         return pd.DataFrame(columns=["column", "task", "label"])
-    sels = selections[selections["in_benchmark"]].assign(cell=lambda d: _cell_key(d))
+    sels = selections[selections["in_benchmark"]].assign(cell=lambda d: cell_key(d))
     sels = sels.merge(cells[["cell", "column"]], on="cell")
     sels["task"] = sels["task"].map(lambda t: aggregate_parents().get(t, t))
     return (
@@ -200,7 +201,7 @@ def compare(results: Results) -> Comparison:
             pd.DataFrame(columns=["column", "model", "setting", *SETTING, "revision"]), empty, empty, problems
         )
     cells = _cell_table(main)
-    main = main.assign(cell=_cell_key(main))
+    main = main.assign(cell=cell_key(main))
     per_task = _per_task(main, results.selections)
     per_task = _collapse_aggregates(per_task, problems)
     seed_scores = per_task.merge(cells, on="cell")
@@ -254,22 +255,27 @@ def task_labels(comp: Comparison, index: pd.Index | None = None) -> pd.Series:
     return pd.Series([joined.get(t, "") for _, t in index], index=index, name="scored on")
 
 
-def _wide(comp: Comparison, long: pd.DataFrame, value: str = "score") -> pd.DataFrame:
+def wide(comp: Comparison, long: pd.DataFrame, value: str = "score") -> pd.DataFrame:
     """Rows (task_type, task) in MTEB type order; columns MultiIndex (model, setting) in display order."""
     table = long.set_index(["task_type", "task", "column"])[value].unstack("column")
     order = sorted(table.index, key=lambda ix: (type_key(ix[0]), ix[1]))
     cols = [c for c in comp.columns["column"] if c in table.columns]
     table = table.reindex(index=pd.MultiIndex.from_tuples(order, names=["type", "task"]), columns=cols)
+    table.columns = column_labels(comp, cols)
+    return table
+
+
+def column_labels(comp: Comparison, cols: Sequence[str]) -> pd.MultiIndex:
+    """Column ids -> the (model, setting) header every wide table shows."""
     lookup = comp.columns.set_index("column")
-    table.columns = pd.MultiIndex.from_tuples(
+    return pd.MultiIndex.from_tuples(
         [(lookup.loc[c, "model"], lookup.loc[c, "setting"]) for c in cols], names=["model", "setting"]
     )
-    return table
 
 
 def task_table(comp: Comparison) -> pd.DataFrame:
     """Per-task scores: rows grouped by type, columns model x setting."""
-    return _wide(comp, comp.scores)
+    return wide(comp, comp.scores)
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -21,13 +21,13 @@ from evalharness.comparison import (
     N_TASKS,
     SETTING,
     Comparison,
-    _wide,
     borda,
     compare,
     deltas,
     summary,
     task_labels,
     task_table,
+    wide,
 )
 from evalharness.published import (
     PAPER_BENCHMARK,
@@ -87,7 +87,7 @@ def build_report(
     comp = compare(results)
     table = task_table(comp)
     delta_long, notes = deltas(comp, baseline)
-    delta_tasks = _wide(comp, delta_long, "delta") if not delta_long.empty else pd.DataFrame()
+    delta_tasks = wide(comp, delta_long, "delta") if not delta_long.empty else pd.DataFrame()
     # Δ of the means over the same tasks: the mean of the per-task Δ
     delta_summary = summary(delta_tasks).drop(index=[N_TASKS]) if not delta_tasks.empty else pd.DataFrame()
     info, warnings = sel.notes(results.selections)

@@ -33,15 +33,8 @@ from mteb.results import TaskResult
 from evalharness import per_item
 from evalharness import selection as sel
 from evalharness.selection import SELECTION_COLUMNS
-
-# task metadata moved to evalharness.taskinfo; these names stay importable from here
-from evalharness.taskinfo import AIRBENCH_PREFIX as AIRBENCH_PREFIX
-from evalharness.taskinfo import AIRBENCH_TYPES as AIRBENCH_TYPES
-from evalharness.taskinfo import _registry as _registry
-from evalharness.taskinfo import aggregate_children as aggregate_children
-from evalharness.taskinfo import aggregate_parents as aggregate_parents
 from evalharness.taskinfo import main_score_name, task_type
-from evalharness.taskinfo import parse_airbench as parse_airbench
+from evalharness.taskinfo import parse_airbench as parse_airbench  # part of this module's API
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +296,7 @@ def _items(
     problems: list[str],
 ) -> tuple[pd.DataFrame | None, str]:
     """The task's per-item rows, or None and why there are none."""
-    file = folder / (entry.get("per_item") or per_item.path(Path(), task))
+    file = folder / entry["per_item"] if entry.get("per_item") else per_item.path(folder, task)
     if not file.exists():
         return None, entry.get("per_item_missing") or per_item.NO_FILE
     try:

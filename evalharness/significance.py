@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from evalharness import per_item, stats
-from evalharness.comparison import MEAN_TASKS, Comparison, baseline_columns
+from evalharness.comparison import MEAN_TASKS, Comparison, baseline_columns, cell_key, column_labels, wide
 from evalharness.results import Results
 from evalharness.taskinfo import aggregate_children, benchmark_of_type, type_key
 
@@ -54,21 +54,17 @@ def _alpha(confidence: float) -> float:
     return round(1 - confidence, 12)
 
 
-def _cell(frame: pd.DataFrame) -> pd.Series:
-    return frame["model"] + "|" + frame["revision"] + "|" + frame["experiment"]
-
-
 class _Samples:
     """Per-item values by (cell, task), turned into aligned `stats.Sample`s on demand."""
 
     def __init__(self, results: Results) -> None:
         items = results.items
         self.groups = {
-            key: g for key, g in items.assign(cell=_cell(items)).groupby(["cell", "task"], sort=False)
+            key: g for key, g in items.assign(cell=cell_key(items)).groupby(["cell", "task"], sort=False)
         }
         missing = results.items_missing
         self.reasons = dict(
-            zip(zip(_cell(missing), missing["task"], strict=True), missing["reason"], strict=True)
+            zip(zip(cell_key(missing), missing["task"], strict=True), missing["reason"], strict=True)
         )
 
     def get(self, cell: str, task: str) -> tuple[pd.DataFrame | None, str]:
@@ -261,8 +257,6 @@ def _interval(delta: float, low: float, high: float) -> str:
 
 def task_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
     """Per task x column: "Δ [low, high] p=… *" (p Holm-adjusted, * where below alpha), or why not."""
-    from evalharness.comparison import _wide
-
     if sig.tasks.empty:
         return pd.DataFrame()
     texts = []
@@ -273,7 +267,7 @@ def task_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
         mark = " *" if row.significant else ""
         pooled = " (bootstrap p)" if row.test == BOOTSTRAP else ""
         texts.append(f"{_interval(row.delta, row.low, row.high)} p={row.p_holm:.4g}{pooled}{mark}")
-    return _wide(comp, sig.tasks.assign(text=texts), "text")
+    return wide(comp, sig.tasks.assign(text=texts), "text")
 
 
 def pooled_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
@@ -289,18 +283,13 @@ def pooled_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
     table = frame.set_index(["group", "column"])["text"].unstack("column")
     groups = sorted((g for g in table.index if g != MEAN_TASKS), key=type_key) + [MEAN_TASKS]
     cols = [c for c in comp.columns["column"] if c in table.columns]
-    lookup = comp.columns.set_index("column")
     table = table.reindex(index=pd.Index(groups, name="type"), columns=cols).fillna("—")
-    table.columns = pd.MultiIndex.from_tuples(
-        [(lookup.loc[c, "model"], lookup.loc[c, "setting"]) for c in cols], names=["model", "setting"]
-    )
+    table.columns = column_labels(comp, cols)
     return table
 
 
 def seed_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
     """Settings with several seeds: per task "mean ± std (seed: score, ...)"."""
-    from evalharness.comparison import _wide
-
     if sig.seeds.empty:
         return pd.DataFrame()
     types = comp.scores.drop_duplicates("task").set_index("task")["task_type"]
@@ -308,7 +297,7 @@ def seed_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
         task_type=sig.seeds["task"].map(types),
         text=[f"{r.mean:.2f} ± {r.std:.2f} ({r.per_seed})" for r in sig.seeds.itertuples()],
     )
-    return _wide(comp, frame, "text")
+    return wide(comp, frame, "text")
 
 
 def no_ci_reasons(sig: Significance) -> str:

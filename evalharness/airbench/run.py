@@ -371,7 +371,6 @@ def run_task(task: AirTask, ctx: CellContext) -> dict[str, Any]:
         "n_queries": retriever.stats.get("n_queries"),
         "search": ab.search,
         "search_top_k": ab.search_top_k,
-        "n_truncated": getattr(encoder._backend, "n_truncated", None),
         "cache": ctx.cache.stats(),
     }
 

@@ -170,6 +170,17 @@ def _stratified_split(
     return test, train
 
 
+def _labelled_splits(
+    rows: Sequence[tuple[Any, Any]], cfg: dict[str, Any], text_key: str, label_key: str
+) -> dict[str, list[dict[str, Any]]]:
+    """(text, label) rows -> {"test": [...], "train": [...]} rows, split by label with the scale's sizes."""
+    test, train = _stratified_split(rows, [y for _, y in rows], cfg["test"], cfg["train"])
+    return {
+        split: [{text_key: t, label_key: y} for t, y in items]
+        for split, items in (("test", test), ("train", train))
+    }
+
+
 # ---------------------------------------------------------------------------------------------------
 # Sizes per scale
 # ---------------------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ from evalharness.tasks.offline.common import (
     GENSIM,
     _cached,
     _clean,
+    _labelled_splits,
     _OfflineTask,
     _sizes,
-    _stratified_split,
     _truncate,
 )
 
@@ -107,11 +107,7 @@ def _build_newsgroups(scale: str) -> dict[str, list[dict[str, Any]]]:
             continue
         seen.add(body)
         rows.append((_truncate(body, cfg["words"]), label))
-    test, train = _stratified_split(rows, [y for _, y in rows], cfg["test"], cfg["train"])
-    return {
-        split: [{"sentences": t, "labels": y} for t, y in items]
-        for split, items in (("test", test), ("train", train))
-    }
+    return _labelled_splits(rows, cfg, "sentences", "labels")
 
 
 class OfflineMiniNewsgroupsClustering(_OfflineTask, AbsTaskClustering):

@@ -19,9 +19,9 @@ from evalharness.tasks.offline.common import (
     GENSIM,
     _cached,
     _clean,
+    _labelled_splits,
     _OfflineTask,
     _sizes,
-    _stratified_split,
     _truncate,
 )
 
@@ -45,11 +45,7 @@ def _pang_lee() -> tuple[tuple[str, int], ...]:
 def _build_pang_lee(scale: str) -> dict[str, list[dict[str, Any]]]:
     cfg = _sizes("OfflinePangLeePolarityClassification", scale)
     rows = [(_truncate(t, cfg["words"]), y) for t, y in _pang_lee()]
-    test, train = _stratified_split(rows, [y for _, y in rows], cfg["test"], cfg["train"])
-    return {
-        split: [{"text": t, "label": y} for t, y in items]
-        for split, items in (("test", test), ("train", train))
-    }
+    return _labelled_splits(rows, cfg, "text", "label")
 
 
 class OfflinePangLeePolarityClassification(_OfflineTask, AbsTaskClassification):
