@@ -313,7 +313,9 @@ def intro(sig: Significance) -> str:
         f"Δ vs the baseline (×100) with its {level} paired bootstrap CI over the task's units (queries, pairs, "
         f"experiments; {sig.resamples} resamples, scipy.stats.bootstrap) and the p-value of a paired permutation "
         "test (scipy.stats.permutation_test), Holm-adjusted across each column's tasks; * marks p < "
-        f"{sig.alpha:.2g} after that adjustment. Seeds of a setting and aggregate tasks (CQADupstack) are pooled "
-        "by averaging their bootstrap distributions, with a bootstrap p. Type and overall rows average the "
-        "tasks' bootstrap distributions. Unadjusted p-values are in significance.csv."
+        f"{sig.alpha:.2g} after that adjustment. Seeds of a setting: a mean score (nDCG, accuracy) is averaged "
+        "over the seeds unit by unit and tested once; a correlation or AP score is compared seed by seed and the "
+        "seeds' bootstrap distributions averaged, as an aggregate task (CQADupstack) averages its sub-tasks'; "
+        "those rows show a bootstrap p. Type and overall rows average the tasks' bootstrap distributions. "
+        "Unadjusted p-values are in significance.csv."
     )
