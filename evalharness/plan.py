@@ -204,9 +204,10 @@ def _task_names(cfg: RunConfig) -> list[str]:
     )
 
 
-def load_run_tasks(cfg: RunConfig, names: Sequence[str], *, check_data: bool = False) -> list[Any]:
+def load_run_tasks(cfg: RunConfig, names: Sequence[str]) -> list[Any]:
     """mteb task instances as this run scores them: the benchmark's (or the user's) splits and
-    subsets, its languages, re-pointed at local snapshots."""
+    subsets, its languages, re-pointed at local snapshots, their data checked readable (once: every
+    cell evaluates a copy of these)."""
     b = cfg.benchmark
     return load_tasks(
         names,
@@ -214,7 +215,7 @@ def load_run_tasks(cfg: RunConfig, names: Sequence[str], *, check_data: bool = F
         mapping=cfg.tasks.mapping,
         filters=task_filters(b.name, b.subsets, b.splits),
         languages=b.languages,
-        check_data=check_data,
+        check_data=True,
     )
 
 
@@ -232,9 +233,7 @@ def resolve_tasks(cfg: RunConfig, names: Sequence[str], problems: list[str]) -> 
     resolved: dict[str, RunTask] = {}
     if mteb_names:
         try:
-            resolved |= {
-                t.metadata.name: MtebTask(t) for t in load_run_tasks(cfg, mteb_names, check_data=True)
-            }
+            resolved |= {t.metadata.name: MtebTask(t) for t in load_run_tasks(cfg, mteb_names)}
         except ValueError as err:
             problems += str(err).splitlines()
             return []
