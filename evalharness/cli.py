@@ -336,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="evalharness", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument(
+        "--pin-kernels",
+        action="store_true",
+        help="run with every CPU float library held to its AVX2 path, so CPU results are the same on any "
+        "x86-64 host (about 4%% slower; the demo always does this)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prompt", help="print exactly what the model sees for one query")
@@ -406,6 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results/demo")
     p.add_argument("--models", nargs="+", default=list(DEMO_MODELS))
     p.add_argument("--shots", nargs="+", type=int, default=[0, 1, 3])
+    p.add_argument(
+        "--native-kernels",
+        action="store_true",
+        help="use this CPU's own float kernels instead of the pinned AVX2 path the committed results "
+        "were computed with (the last digits may then differ)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("models", help="list model configs")
@@ -428,11 +440,29 @@ def _quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated.*")
 
 
+def _wants_pinned_kernels(argv: Sequence[str], at: int) -> bool:
+    """`--pin-kernels` before the sub-command, or the demo (pinned unless --native-kernels): its
+    committed results must come out the same on every host (evalharness/kernels.py)."""
+    if "--pin-kernels" in argv[: max(at, 0)]:
+        return True
+    return at >= 0 and argv[at] == "demo" and "--native-kernels" not in argv[at + 1 :]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from evalharness import kernels
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    _quiet_library_warnings()
     verbose_flags = ("-v", "--verbose")
-    at = next((i for i, a in enumerate(argv) if a not in verbose_flags), -1)
+    at = next((i for i, a in enumerate(argv) if a not in (*verbose_flags, "--pin-kernels")), -1)
+    if _wants_pinned_kernels(argv, at) and not kernels.is_pinned():
+        if kernels.can_pin():
+            return kernels.run_pinned(argv)
+        print(
+            "warning: this CPU cannot run the pinned AVX2 kernels (that needs x86-64 with AVX2 and FMA); "
+            "computing with its own, so the last digits may differ from results computed pinned",
+            file=sys.stderr,
+        )
+    _quiet_library_warnings()
     if at >= 0 and argv[at] in ("run", "train"):  # Hydra parses the overrides; -v is ours
         rest = argv[at + 1 :]
         if any(a in verbose_flags for a in [*argv[:at], *rest]):

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 BACKENDS = ("decoder", "sentence-transformers")
 SYMMETRIC_POLICIES = ("prompt-all", "raw")

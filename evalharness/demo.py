@@ -142,4 +142,16 @@ def run_demo(results_dir: str | Path, models: Sequence[str], shots: Sequence[int
         )
     else:
         summary = f"results written to {root}"
-    return path, f"{text}\n{summary}\n({elapsed:.0f}s)"
+    return path, f"{text}\n{summary}\n{_kernels_line()}\n({elapsed:.0f}s)"
+
+
+def _kernels_line() -> str:
+    from evalharness import kernels
+
+    found = kernels.describe()
+    if found["pinned"]:
+        return f"CPU kernels: pinned to {found['pinned'].upper()} (the same numbers on every x86-64 host)"
+    return (
+        f"CPU kernels: this host's own ({found.get('torch', '?')}), not the pinned AVX2 path the committed "
+        "results were computed with: the last digits may differ from theirs"
+    )

@@ -29,7 +29,11 @@ def package_versions() -> dict[str, str]:
 
 
 def git_revision() -> str | None:
+    """The checkout's commit; None for an installed package (a virtualenv inside some other repository
+    must not lend that repository's commit)."""
     root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True

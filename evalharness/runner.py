@@ -20,7 +20,7 @@ from typing import Any
 from filelock import FileLock
 from omegaconf import OmegaConf
 
-from evalharness import store
+from evalharness import kernels, store
 from evalharness.config import RunConfig
 from evalharness.encoders.cache import EmbeddingCache
 from evalharness.encoders.icl import ICLEncoder
@@ -121,6 +121,7 @@ class Runner:
                     "config": OmegaConf.to_container(OmegaConf.structured(self.cfg), resolve=True),
                     "versions": package_versions(),
                     "git_revision": git_revision(),
+                    "cpu_kernels": kernels.describe(),
                 }
             )
             exp_dir.mkdir(parents=True, exist_ok=True)

@@ -50,9 +50,13 @@ def trained_offline_model() -> str:
 
     from filelock import FileLock
 
+    from evalharness import kernels
     from evalharness.paths import cache_dir
 
-    out = cache_dir() / "models" / f"{BASE_MODEL}-icl-{preset_digest()}"
+    # trained with the pinned CPU kernels where the CPU has them, so that the cached model (and every
+    # result of it) is the same on every such host, whoever triggers the training
+    pin = kernels.can_pin()
+    out = cache_dir() / "models" / f"{BASE_MODEL}-icl-{preset_digest()}-{'avx2' if pin else 'native'}"
     if (out / "config.json").is_file():
         return str(out)
     with FileLock(str(out) + ".lock"):
@@ -67,7 +71,8 @@ def trained_offline_model() -> str:
                 f"train={PRESET}",
                 f"output_dir={building}",
             ]
-            if subprocess.run(command, check=False).returncode != 0:
+            env = kernels.pinned_env() if pin else None
+            if subprocess.run(command, check=False, env=env).returncode != 0:
                 raise RuntimeError(f"training the offline model failed: {' '.join(command)}")
             shutil.rmtree(building / "checkpoints", ignore_errors=True)
             shutil.rmtree(building / "hydra", ignore_errors=True)
