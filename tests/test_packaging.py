@@ -7,6 +7,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -67,9 +68,12 @@ def _scores(results: Path) -> dict[str, float]:
 def test_a_wheel_installed_outside_the_checkout_runs_from_anywhere(tmp_path):
     """Build the wheel, install it into a fresh virtualenv that borrows this one's dependencies (not its
     editable evalharness), and run the CLI from a folder that is not the checkout."""
-    dist = tmp_path / "dist"
+    source, dist = tmp_path / "source", tmp_path / "dist"  # a copy: an in-tree build leaves build/ behind
+    shutil.copytree(PACKAGE, source / "evalharness", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)],
         check=True, capture_output=True,
     )  # fmt: skip
     (wheel,) = dist.glob("evalharness-*.whl")
