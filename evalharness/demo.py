@@ -2,12 +2,14 @@
 (base vs trained, side by side), zero- vs few-shot on offline-mini, then the report.
 
 The demo's results are committed (`results/demo`), so they must be what the code produces and a
-repeat run must leave them untouched. Two things make that hold:
+repeat run must leave them untouched, on any host. Three things make that hold:
 
 - every cell is recomputed with an in-memory embedding cache, so no vector comes from what other runs
   (older code, other batch shapes) left in the shared on-disk cache: such vectors differ in the last
   bits, enough to flip a classifier's decision (the demo's SmolLM2 0-shot Pang & Lee score once moved
-  from 65.78 to 65.94 that way);
+  by 0.16 points that way);
+- `evalharness demo` runs with the float kernels pinned (`evalharness/kernels.py`), so the numbers are
+  the same on every x86-64 host with AVX2, not only on CPUs that round like the one that made them;
 - files whose content is unchanged apart from run statistics (timings, dates, cache counters, the git
   revision) are put back byte for byte, so `git status` stays clean when the science did not change,
   and any change in a score, an example or a setting is written and shows up in the diff.
