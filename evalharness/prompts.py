@@ -79,6 +79,37 @@ class PromptTemplate:
         own = example.instruction if example.instruction is not None else instruction
         return self.example_format.format(instruction=own, query=example.query, response=example.response)
 
+    def example_parts(self) -> tuple[str, str]:
+        """The example format's literal text between `{query}` and `{response}`, and after
+        `{response}` (bge-icl: "\\n<response>" and ""), so that training can cut the instruction-wrapped
+        example query as FlagEmbedding does and put the example back together around it."""
+        parsed = list(string.Formatter().parse(self.example_format))
+        names = [name for _, name, _, _ in parsed if name is not None]
+        if names.count("query") != 1 or names.count("response") != 1:
+            raise PromptError(
+                f"template {self.name!r}: example_cut=wrapped needs an example_format with one {{query}} and "
+                "one {response}; use example_cut=raw"
+            )
+        q, r = names.index("query"), names.index("response")
+        if r != q + 1:
+            raise PromptError(
+                f"template {self.name!r}: example_cut=wrapped needs {{response}} right after {{query}} with "
+                "only literal text between them; use example_cut=raw"
+            )
+        fields = [i for i, (_, name, _, _) in enumerate(parsed) if name is not None]
+        between = parsed[fields[r]][0]  # the literal in front of {response}
+        after = "".join(lit for lit, _, _, _ in parsed[fields[r] + 1 :])
+        return between, after
+
+    def example_query(self, query: str, instruction: str) -> str:
+        """An example's text up to the end of its query (bge-icl: the instruction-wrapped query, what
+        FlagEmbedding cuts to `example_query_max_len`)."""
+        between, _ = self.example_parts()
+        head = self.example_format.format(instruction=instruction, query=query, response="\x00").split(
+            "\x00"
+        )[0]
+        return head[: len(head) - len(between)]
+
     def render_prefix(self, examples: Sequence[Example], instruction: str) -> str:
         """The shared part in front of every query of a task (empty for zero-shot)."""
         if not examples:
@@ -155,12 +186,14 @@ class PromptedText:
     """One text ready for a backend: the shared prefix, the per-text body and the suffix.
 
     For a query the body is the instruction-wrapped query; for a passage it is the raw text and
-    prefix and suffix are empty."""
+    prefix and suffix are empty. `max_length` replaces the query budget for a query-shaped text that
+    is cut to another budget (training's instruction-wrapped STS/clustering passages)."""
 
     prefix: str
     body: str
     suffix: str
     is_query: bool
+    max_length: int | None = None
 
     @property
     def text(self) -> str:
@@ -202,6 +235,7 @@ class TokenizedPrompts:
     input_ids: list[list[int]]
     n_truncated: int = 0
     prefix_tokens: dict[str, int] = field(default_factory=dict)
+    texts: list[str] = field(default_factory=list)  # the string each item's ids were tokenised from
 
 
 def tokenize_prompted(
@@ -216,6 +250,7 @@ def tokenize_prompted(
     layout = layout or special_layout(tokenizer)
     closing = layout.closing
     out: list[list[int]] = []
+    texts: list[str] = []
     n_truncated = 0
     prefix_tokens: dict[str, int] = {}
     suffix_len: dict[str, int] = {}
@@ -223,10 +258,11 @@ def tokenize_prompted(
         if item.is_query:
             if item.suffix not in suffix_len:
                 suffix_len[item.suffix] = len(tokenizer(item.suffix, add_special_tokens=False)["input_ids"])
-            budget = query_max_length - len(layout.lead) - suffix_len[item.suffix] - len(closing)
+            limit = item.max_length or query_max_length
+            budget = limit - len(layout.lead) - suffix_len[item.suffix] - len(closing)
             if budget <= 0:
                 raise PromptError(
-                    f"query_max_length={query_max_length} leaves no room for the query after special tokens "
+                    f"query_max_length={limit} leaves no room for the query after special tokens "
                     "and the suffix; raise query_max_length"
                 )
             body_ids = tokenizer(item.body, add_special_tokens=False)["input_ids"]
@@ -235,16 +271,19 @@ def tokenize_prompted(
             # the reference always decodes the (possibly cut) query back to text and re-tokenises it
             # together with prefix and suffix; we do the same so the model sees the same tokens
             body = tokenizer.decode(body_ids[:budget])
-            ids = tokenizer(item.prefix + body + item.suffix, add_special_tokens=False)["input_ids"]
+            text = item.prefix + body + item.suffix
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             if item.prefix and item.prefix not in prefix_tokens:
                 prefix_tokens[item.prefix] = len(
                     tokenizer(item.prefix, add_special_tokens=False)["input_ids"]
                 )
         else:
-            ids = tokenizer(item.text, add_special_tokens=False)["input_ids"]
+            text = item.text
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             budget = passage_max_length - len(layout.lead) - len(closing)
             if len(ids) > budget:
                 n_truncated += 1
                 ids = ids[:budget]
         out.append([*layout.lead, *ids, *closing])
-    return TokenizedPrompts(input_ids=out, n_truncated=n_truncated, prefix_tokens=prefix_tokens)
+        texts.append(text)
+    return TokenizedPrompts(input_ids=out, n_truncated=n_truncated, prefix_tokens=prefix_tokens, texts=texts)

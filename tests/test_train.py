@@ -52,7 +52,8 @@ def test_collator_token_ids_equal_what_the_evaluation_encodes(smollm2_config, sm
     collator = _collator(smollm2_backend)
     row = ROWS[0]
     shots = (Example(ROWS[1].query, ROWS[1].pos[0]), Example(ROWS[2].query, ROWS[2].pos[0]))
-    collator._examples = lambda batch, i, most=None: list(shots) if i == 0 else []  # the draw is tested below
+    rendered = [collator.example_text(ROWS[j], ROWS[j].pos[0]) for j in (1, 2)]
+    collator._examples = lambda batch, i, responses, most: rendered if i == 0 else []  # draws: below
 
     batch = collator([ROWS[:3]])
     meta = local_tasks.LocalRetrieval.metadata
@@ -158,9 +159,9 @@ def test_about_five_sixths_of_queries_carry_examples_never_their_own_row(smollm2
     drawn = []
     for _ in range(60):
         for i in range(len(ROWS)):
-            examples = collator._examples(ROWS, i)
-            assert all(e.query != ROWS[i].query for e in examples)  # never the row itself
-            assert all(e.query in {r.query for r in ROWS} for e in examples)  # from the batch
+            examples = collator._examples(ROWS, i, [r.pos[0] for r in ROWS], 5)
+            assert all(ROWS[i].query not in e for e in examples)  # never the row itself
+            assert all(any(r.query in e for r in ROWS) for e in examples)  # from the batch
             drawn.append(len(examples))
     counts = np.bincount(drawn, minlength=6)
     assert set(drawn) == set(range(6))  # k ~ U{0..5}
@@ -250,7 +251,7 @@ def _train_cfg(tmp_path, model_config, **overrides) -> TrainConfig:
         "output_dir": str(tmp_path / "trained"),
         "data": {"tasks": [], "files": []},
         "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "layers": [-1]},
-        "batch_size": 4, "group_size": 2, "max_examples": 2, "example_max_tokens": 32, "prefix_max_tokens": 128,
+        "batch_size": 4, "group_size": 2, "max_examples": 2, "example_query_max_tokens": 32, "prefix_max_tokens": 128,
         "max_steps": 2, "learning_rate": 1e-3, "save_steps": 100, "logging_steps": 1, "report_to": ["none"],
     }  # fmt: skip
     return OmegaConf.to_object(OmegaConf.merge(base, defaults, overrides))
@@ -516,7 +517,7 @@ def test_training_embeddings_equal_the_evaluation_backends_vectors(tmp_path, smo
     from evalharness.train.trainer import last_token, load_model
 
     model, tokenizer = load_model(_train_cfg(tmp_path, smollm2_config))
-    collator = _collator(smollm2_backend, group_size=2, seed=4)
+    collator = _collator(smollm2_backend, group_size=2, seed=6)  # queries of 4 lengths
     batch = collator([ROWS[:4]])
     with torch.no_grad():
         q = last_token(model, batch["query_input_ids"], batch["query_attention_mask"]).numpy()

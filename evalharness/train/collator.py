@@ -2,15 +2,19 @@
 
 Each query gets k ~ U{0..max_examples} examples drawn from the other rows of its batch (never its own
 row), rendered by the same `PromptTemplate` and tokenised by the same `tokenize_prompted` budget rules
-as the decoder backend, so a trained model is evaluated on exactly the strings it learned from. Two
-training-only rules come from the paper: each example's query and response are cut to
-`example_max_tokens`, and examples are added only while the prefix stays within `prefix_max_tokens`
-(FlagEmbedding's `query_max_len - 512`; when that budget is 0 it trains zero-shot without a word,
-FlagEmbedding #1158 — here a warning says so and the counts show it).
+as the decoder backend, so a trained model is evaluated on exactly the strings it learned from.
 
-Where the reference's training truncation differs from its inference truncation (it cuts
-`prefix + query` from the right as one string), we train with the evaluation's rule: the prefix is
-never cut, the instruction-wrapped query is cut to the query budget.
+The batch is built as FlagEmbedding's ICL `_create_batch_data` builds it, draw for draw: first, row by
+row, the positive (`positive=random`: one of the row's positives, FlagEmbedding's `random.choice`) and
+`group - 1` negatives (sampled, repeated when a row has fewer); then, query by query, k and k+1 rows
+(the query's own removed, the first k kept). Each example's (instruction-wrapped) query and response
+are cut to their caps, and examples are added while the prefix, counted with the tokenizer's special
+tokens, stays within `prefix_max_tokens` (FlagEmbedding's `query_max_len - 512`; when that budget is 0
+it trains zero-shot without a word, FlagEmbedding #1158 — here a warning says so and the counts show
+it). With the same seed the reference's global `random` and this collator's `rng` give the same
+batches (`benchmarks/parity_train.py`). The switches where we may differ (README: "where we differ from
+FlagEmbedding and why") are `TrainConfig`'s `positive`, `class_group`, `prompt_passages`,
+`example_cut` and `query_truncation`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 
 from evalharness.examples import Example
 from evalharness.prompts import PromptedText, PromptTemplate, special_layout, tokenize_prompted
-from evalharness.train.config import IN_BATCH_TYPES, SYMMETRIC_TYPES
+from evalharness.train.config import IN_BATCH_TYPES
 from evalharness.train.data import DeviceBatch, TrainRow, negatives_for
 
 logger = logging.getLogger(__name__)
@@ -42,9 +46,15 @@ class ICLCollator:
         query_max_length: int,
         passage_max_length: int,
         max_examples: int = 5,
-        example_max_tokens: int = 256,
+        example_query_max_tokens: int = 64,
+        example_passage_max_tokens: int = 96,
+        example_cut: str = "wrapped",
         prefix_max_tokens: int = 1536,
+        query_truncation: str = "query",
         group_size: int = 8,
+        class_group: str = "labels",
+        positive: str = "random",
+        prompt_passages: Sequence[str] = ("sts", "clustering"),
         seed: int = 0,
         teacher_scores: bool = False,
         zero_shot_steps: int = 0,
@@ -54,9 +64,15 @@ class ICLCollator:
         self.query_max_length = query_max_length
         self.passage_max_length = passage_max_length
         self.max_examples = max_examples
-        self.example_max_tokens = example_max_tokens
+        self.example_caps = (example_query_max_tokens, example_passage_max_tokens)
+        self.example_cut = example_cut
+        self.between, self.after = template.example_parts() if example_cut == "wrapped" else ("", "")
         self.prefix_max_tokens = prefix_max_tokens
+        self.query_truncation = query_truncation
         self.group_size = group_size
+        self.class_group = class_group
+        self.positive = positive
+        self.prompt_passages = tuple(prompt_passages)
         self.seed = seed
         self.teacher_scores = teacher_scores
         self.zero_shot_steps = zero_shot_steps
@@ -74,44 +90,71 @@ class ICLCollator:
                 prefix_max_tokens,
             )
 
-    # -- prompts ---------------------------------------------------------------------------------
+    # -- draws -----------------------------------------------------------------------------------
 
-    def _cut(self, text: str) -> str:
+    def group(self, batch: Sequence[TrainRow]) -> int:
+        """Passages per query for this batch: FlagEmbedding sizes a classification batch by its first
+        row's labels (`min(len(neg) + 1, train_group_size)`)."""
+        if batch[0].type == "classification" and self.class_group == "labels":
+            return max(1, min(len(batch[0].neg) + 1, self.group_size))
+        return self.group_size
+
+    def pick(self, row: TrainRow, group: int) -> tuple[int, list[int]]:
+        """The positive's index and the negatives' indices, in the reference's order of draws."""
+        pos = self.rng.choice(range(len(row.pos))) if self.positive == "random" else 0
+        return pos, negatives_for(row, group - 1, self.rng)
+
+    def _cut(self, text: str, cap: int, *, always_decode: bool) -> str:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return (
-            text
-            if len(ids) <= self.example_max_tokens
-            else self.tokenizer.decode(ids[: self.example_max_tokens])
-        )
+        return self.tokenizer.decode(ids[:cap]) if always_decode or len(ids) > cap else text
 
-    def _examples(self, batch: Sequence[TrainRow], i: int, max_examples: int | None = None) -> list[Example]:
+    def example_text(self, row: TrainRow, response: str) -> str:
+        """One example as the prefix shows it, with the example row's own instruction."""
+        q_cap, r_cap = self.example_caps
+        if self.example_cut == "wrapped":  # FlagEmbedding: decode(ids(wrapped query)[:cap]), always
+            query = self._cut(self.template.example_query(row.query, row.prompt), q_cap, always_decode=True)
+            return query + self.between + self._cut(response, r_cap, always_decode=True) + self.after
+        cut = Example(
+            self._cut(row.query, q_cap, always_decode=False),
+            self._cut(response, r_cap, always_decode=False),
+            instruction=row.prompt,
+        )
+        return self.template.render_example(cut, row.prompt)
+
+    def _examples(self, batch: Sequence[TrainRow], i: int, responses: Sequence[str], most: int) -> list[str]:
         """k+1 other rows drawn as the reference does (k+1 indices, the row's own removed, first k
-        kept), added while the prefix fits its budget."""
-        most = self.max_examples if max_examples is None else max_examples
-        k = self.rng.randint(0, most) if most > 0 else 0
+        kept), added while the prefix (with the tokenizer's special tokens) fits its budget."""
+        k = self.rng.randint(0, most) if most > 0 else 0  # randint(0, 5) draws as random.choice(range(6))
+        if k == 0:
+            return []
         others = [j for j in self.rng.sample(range(len(batch)), min(k + 1, len(batch))) if j != i][:k]
-        chosen: list[Example] = []
-        row = batch[i]
+        chosen: list[str] = []
         for j in others:
-            other = batch[j]
-            response = other.category if other.type == "clustering" and other.category else other.pos[0]
-            candidate = [*chosen, Example(self._cut(other.query), self._cut(response))]
-            prefix = self.template.render_prefix(candidate, row.prompt)
-            if len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) > self.prefix_max_tokens:
+            candidate = [*chosen, self.example_text(batch[j], responses[j])]
+            if len(self.tokenizer(self._prefix(candidate))["input_ids"]) > self.prefix_max_tokens:
                 break
             chosen = candidate
         return chosen
 
-    def query_item(self, row: TrainRow, examples: Sequence[Example]) -> PromptedText:
-        prefix = self.template.render_prefix(examples, row.prompt)
-        return PromptedText(
-            prefix, self.template.wrap_query(row.query, row.prompt), self.template.suffix, True
-        )
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def _prefix(self, examples: Sequence[str]) -> str:
+        return self.template.example_separator.join(examples) + self.template.prefix_end if examples else ""
+
+    def query_item(self, row: TrainRow, examples: Sequence[str]) -> PromptedText:
+        """`query_truncation=query`: the prefix stays whole, the wrapped query is cut (the evaluation's
+        rule); `joint`: prefix and query are cut as one string from the right (FlagEmbedding's)."""
+        prefix, wrapped = self._prefix(examples), self.template.wrap_query(row.query, row.prompt)
+        if self.query_truncation == "joint":
+            return PromptedText("", prefix + wrapped, self.template.suffix, True)
+        return PromptedText(prefix, wrapped, self.template.suffix, True)
 
     def passage_item(self, row: TrainRow, text: str) -> PromptedText:
-        """Raw + EOS, except for symmetric types, whose passages carry the instruction too."""
-        if row.type in SYMMETRIC_TYPES:
-            return PromptedText("", self.template.wrap_query(text, row.prompt), self.template.suffix, True)
+        """Raw + EOS, except for the `prompt_passages` types, whose passages carry the instruction too
+        (cut to the passage budget)."""
+        if row.type in self.prompt_passages:
+            wrapped = self.template.wrap_query(text, row.prompt)
+            return PromptedText("", wrapped, self.template.suffix, True, max_length=self.passage_max_length)
         return PromptedText("", text, "", False)
 
     # -- tensors ---------------------------------------------------------------------------------
@@ -146,17 +189,7 @@ class ICLCollator:
         # the draw depends only on the seed and the batch, so a run resumed from a checkpoint gives the
         # same examples and negatives as one that never stopped
         self.rng = random.Random(f"{self.seed}:" + "|".join(r.source or r.query for r in batch))
-
-        queries, passages, n_examples, teacher = [], [], [], []
-        for i, row in enumerate(batch):
-            examples = self._examples(batch, i, most)
-            n_examples.append(len(examples))
-            queries.append(self.query_item(row, examples))
-            negatives = negatives_for(row, self.group_size - 1, self.rng)
-            texts = [row.pos[0], *(row.neg[j] for j in negatives)]
-            passages += [self.passage_item(row, t) for t in texts]
-            if self.teacher_scores:
-                teacher.append([row.pos_scores[0], *(row.neg_scores[j] for j in negatives)])
+        queries, passages, teacher, n_examples = self.build(batch, most)
         self.examples_per_query.update(n_examples)
         q_ids, q_mask = self._pad(self._ids(queries))
         p_ids, p_mask = self._pad(self._ids(passages))
@@ -171,3 +204,27 @@ class ICLCollator:
         if self.teacher_scores:  # [B, G], aligned with each query's group: positive, then negatives
             out["teacher_scores"] = torch.tensor(teacher, dtype=torch.float32)
         return out
+
+    def build(
+        self, batch: Sequence[TrainRow], most: int
+    ) -> tuple[list[PromptedText], list[PromptedText], list[list[float]], list[int]]:
+        """Queries, passages (group by group), teacher scores and examples per query, drawn from
+        `self.rng` in FlagEmbedding's order: every row's positive and negatives, then every query's
+        examples."""
+        group = self.group(batch)
+        picks = [self.pick(row, group) for row in batch]
+        responses = [
+            row.category if row.type == "clustering" and row.category else row.pos[p]
+            for row, (p, _) in zip(batch, picks, strict=True)
+        ]
+        queries, passages, n_examples, teacher = [], [], [], []
+        for row, (p, negatives) in zip(batch, picks, strict=True):
+            texts = [row.pos[p], *(row.neg[j] for j in negatives)]
+            passages += [self.passage_item(row, t) for t in texts]
+            if self.teacher_scores:
+                teacher.append([row.pos_scores[p], *(row.neg_scores[j] for j in negatives)])
+        for i, row in enumerate(batch):
+            examples = self._examples(batch, i, responses, most)
+            n_examples.append(len(examples))
+            queries.append(self.query_item(row, examples))
+        return queries, passages, teacher, n_examples

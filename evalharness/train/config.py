@@ -17,8 +17,15 @@ ROW_TYPES = {
 }  # fmt: skip
 #: The paper uses in-batch negatives for retrieval only.
 IN_BATCH_TYPES = ("retrieval",)
-#: Types whose passages are prompted too (the reference's symmetric treatment).
+#: FlagEmbedding's `symmetric_*` types: their batches are `symmetric_batch_size` queries.
 SYMMETRIC_TYPES = ("sts", "classification", "clustering")
+#: Closed choices of the batch-construction switches (README: "where we differ from FlagEmbedding").
+CHOICES = {
+    "positive": ("random", "first"),
+    "class_group": ("labels", "fill"),
+    "example_cut": ("wrapped", "raw"),
+    "query_truncation": ("query", "joint"),
+}
 
 
 @dataclass
@@ -71,14 +78,36 @@ class TrainConfig:
     # a warm phase (not the paper's): queries of the first N steps carry no examples (with gradient
     # accumulation, N counts per-device batches)
     zero_shot_steps: int = 0
-    example_max_tokens: int = 256  # each example's query and response (paper: 256 / 256)
-    prefix_max_tokens: int = 1536  # the examples' budget (FlagEmbedding: query_max_len 2048 - 512)
+    # each example's query and response are cut to these (FlagEmbedding's example_query_max_len /
+    # example_passage_max_len: packaged defaults 64 / 96, the paper 256 / 256)
+    example_query_max_tokens: int = 64
+    example_passage_max_tokens: int = 96
+    # "wrapped": the instruction-wrapped example query is cut, then decoded (FlagEmbedding);
+    # "raw": the query text is cut, then wrapped (the instruction is never cut)
+    example_cut: str = "wrapped"
+    # the examples' budget, counted with the tokenizer's special tokens (FlagEmbedding: query_max_len - 512)
+    prefix_max_tokens: int = 1536
+    # "query": examples kept whole, the instruction-wrapped query cut to model.query_max_length (what the
+    # evaluation does); "joint": examples + query cut as one string from the right (FlagEmbedding's training)
+    query_truncation: str = "query"
     group_size: int = 8  # passages per query: 1 positive + (group_size - 1) hard negatives
+    # "labels": a classification batch has min(negatives of its first row + 1, group_size) passages per
+    # query, so a binary task trains 1 positive + 1 negative (FlagEmbedding); "fill": group_size, the
+    # row's negatives repeated
+    class_group: str = "labels"
+    # "random": each row's positive (and the response its examples show) drawn per step (FlagEmbedding);
+    # "first": always pos[0]
+    positive: str = "random"
+    # row types whose passages are instruction-wrapped like queries (FlagEmbedding: STS and clustering;
+    # classification labels stay raw), cut to model.passage_max_length
+    prompt_passages: list[str] = field(default_factory=lambda: ["sts", "clustering"])
     temperature: float = 0.02
     # add FlagEmbedding's kl_div distillation from the rows' pos_scores/neg_scores (a reranker's)
     knowledge_distillation: bool = False
     cross_device_negatives: bool = True  # in-batch types: negatives from every device (all-gather)
     batch_size: int = 16  # queries per device and step
+    # ... for STS, classification and clustering datasets; null: batch_size // 2 (FlagEmbedding)
+    symmetric_batch_size: int | None = None
     learning_rate: float = 1e-4
     epochs: float = 1.0
     max_steps: int = -1

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.jsonl import numbered_json_lines
-from evalharness.train.config import ROW_TYPES, TrainDataConfig
+from evalharness.train.config import ROW_TYPES, SYMMETRIC_TYPES, TrainDataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def negatives_for(row: TrainRow, n: int, rng: random.Random) -> list[int]:
         return []
     if len(row.neg) >= n:
         return rng.sample(range(len(row.neg)), n)
-    pool = list(range(len(row.neg))) * (n // len(row.neg) + 1)
+    pool = list(range(len(row.neg))) * -(-n // len(row.neg))  # ceil, as the reference: same draws
     return rng.sample(pool, n)
 
 
@@ -260,10 +260,24 @@ def load_datasets(cfg: TrainDataConfig) -> tuple[list[Dataset], list[Any]]:
     return datasets, guard
 
 
+def batch_size_of(ds: Dataset, batch_size: int, symmetric_batch_size: int | None) -> int:
+    """Queries per device for a dataset: FlagEmbedding halves the batch of its `symmetric_*` types."""
+    if ds.type not in SYMMETRIC_TYPES:
+        return batch_size
+    return symmetric_batch_size if symmetric_batch_size is not None else max(1, batch_size // 2)
+
+
 def steps(
-    datasets: Sequence[Dataset], batch_size: int, seed: int | str, world_size: int = 1, *, quiet: bool = False
+    datasets: Sequence[Dataset],
+    batch_size: int,
+    seed: int | str,
+    world_size: int = 1,
+    *,
+    symmetric_batch_size: int | None = None,
+    quiet: bool = False,
 ) -> list[list[list[TrainRow]]]:
-    """One epoch of optimizer steps: each step is `world_size` per-device batches of `batch_size` rows,
+    """One epoch of optimizer steps: each step is `world_size` per-device batches of `batch_size` rows
+    (`batch_size_of`: STS, classification and clustering datasets take `symmetric_batch_size`),
     all from one dataset (the paper's "same dataset throughout one training step", across devices too,
     so cross-device negatives and in-batch examples never mix datasets). Every dataset is shuffled and
     cut into full steps; the rows left over are dropped (as FlagEmbedding's SameDatasetTrainDataset
@@ -274,7 +288,7 @@ def steps(
     for ds in datasets:
         rows = list(ds.rows)
         rng.shuffle(rows)
-        size = min(batch_size, len(rows) // world_size)
+        size = min(batch_size_of(ds, batch_size, symmetric_batch_size), len(rows) // world_size)
         if size == 0:
             raise TrainDataError(
                 f"{ds.name} has {len(rows)} row(s): too few for one batch on each of {world_size} devices"
@@ -309,20 +323,35 @@ class StepBatches:
     `refresh_epoch` does), from the seed, so a resumed run sees what an uninterrupted one sees.
     Built during validation: epoch 0's layout is where a dataset too small for the devices is found."""
 
-    def __init__(self, datasets: Sequence[Dataset], batch_size: int, seed: int, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        datasets: Sequence[Dataset],
+        batch_size: int,
+        seed: int,
+        world_size: int = 1,
+        symmetric_batch_size: int | None = None,
+    ) -> None:
         self.datasets, self.batch_size, self.seed, self.world_size = (
             list(datasets),
             batch_size,
             seed,
             world_size,
         )
+        self.symmetric_batch_size = symmetric_batch_size
         self._epochs: dict[int, list[list[TrainRow]]] = {}
         self.steps_per_epoch = len(self._epoch(0)) // world_size
 
     def _epoch(self, epoch: int) -> list[list[TrainRow]]:
         if epoch not in self._epochs:
             seed = self.seed if epoch == 0 else f"{self.seed}:{epoch}"
-            layout = steps(self.datasets, self.batch_size, seed, self.world_size, quiet=epoch > 0)
+            layout = steps(
+                self.datasets,
+                self.batch_size,
+                seed,
+                self.world_size,
+                symmetric_batch_size=self.symmetric_batch_size,
+                quiet=epoch > 0,
+            )
             self._epochs = {epoch: [batch for step in layout for batch in step]}  # keep one epoch
         return self._epochs[epoch]
 

@@ -15,7 +15,7 @@ from typing import Any
 from evalharness.config import load_model_config
 from evalharness.prompts import PromptTemplate, get_template
 from evalharness.tasks.offline import scale as offline_scale
-from evalharness.train.config import TrainConfig
+from evalharness.train.config import CHOICES, ROW_TYPES, TrainConfig
 from evalharness.train.data import (
     Dataset,
     StepBatches,
@@ -56,6 +56,26 @@ def validate(cfg: TrainConfig) -> TrainPlan:
                             ("max_examples", cfg.max_examples, 0)):  # fmt: skip
         if value < low:
             problems.append(f"{key}={value}; use {low} or more")
+    if cfg.symmetric_batch_size is not None and cfg.symmetric_batch_size < 1:
+        problems.append(
+            f"symmetric_batch_size={cfg.symmetric_batch_size}; use 1 or more, or null (batch_size // 2)"
+        )
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            problems.append(f"{key}={getattr(cfg, key)!r}; use one of {', '.join(allowed)}")
+    unknown = sorted(set(cfg.prompt_passages) - set(ROW_TYPES.values()))
+    if unknown:
+        problems.append(
+            f"prompt_passages has unknown type(s) {unknown}; use types of {sorted(set(ROW_TYPES.values()))}"
+        )
+    for key in ("example_query_max_tokens", "example_passage_max_tokens"):
+        if getattr(cfg, key) < 1:
+            problems.append(f"{key}={getattr(cfg, key)}; use 1 or more")
+    if cfg.example_cut == "wrapped":
+        try:
+            template.example_parts()
+        except ValueError as err:
+            problems.append(str(err))
     if cfg.temperature <= 0:
         problems.append(f"temperature={cfg.temperature}; it must be positive (the paper: 0.02)")
     datasets: list[Dataset] = []
@@ -86,7 +106,8 @@ def validate(cfg: TrainConfig) -> TrainPlan:
             problems.append(f"mine.model: {err}")
     if problems:
         raise TrainDataError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
-    return TrainPlan(datasets, StepBatches(datasets, cfg.batch_size, cfg.seed, world_size()), template)
+    batches = StepBatches(datasets, cfg.batch_size, cfg.seed, world_size(), cfg.symmetric_batch_size)
+    return TrainPlan(datasets, batches, template)
 
 
 def train(cfg: TrainConfig, plan: TrainPlan | None = None, *, callbacks: list[Any] | None = None) -> Path:
@@ -158,9 +179,15 @@ def make_collator(cfg: TrainConfig, tokenizer: Any, template: PromptTemplate) ->
         query_max_length=cfg.model.query_max_length,
         passage_max_length=cfg.model.passage_max_length,
         max_examples=cfg.max_examples,
-        example_max_tokens=cfg.example_max_tokens,
+        example_query_max_tokens=cfg.example_query_max_tokens,
+        example_passage_max_tokens=cfg.example_passage_max_tokens,
+        example_cut=cfg.example_cut,
         prefix_max_tokens=cfg.prefix_max_tokens,
+        query_truncation=cfg.query_truncation,
         group_size=cfg.group_size,
+        class_group=cfg.class_group,
+        positive=cfg.positive,
+        prompt_passages=list(cfg.prompt_passages),
         seed=cfg.seed,
         teacher_scores=cfg.knowledge_distillation,
         zero_shot_steps=cfg.zero_shot_steps,
@@ -184,5 +211,7 @@ def _with_mined_negatives(cfg: TrainConfig, plan: TrainPlan) -> TrainPlan:
         for ds in plan.datasets
     ]  # fmt: skip
     del backend
-    batches = StepBatches(datasets, cfg.batch_size, cfg.seed, plan.batches.world_size)
+    batches = StepBatches(
+        datasets, cfg.batch_size, cfg.seed, plan.batches.world_size, cfg.symmetric_batch_size
+    )
     return dataclasses.replace(plan, datasets=datasets, batches=batches)
