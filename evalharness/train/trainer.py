@@ -192,25 +192,30 @@ def training_arguments(cfg: TrainConfig) -> Any:
 def write_output(
     cfg: TrainConfig, model: Any, tokenizer: Any, datasets: list[Any], stats: dict[str, Any]
 ) -> Path:
-    """The adapter, the merged checkpoint (what the decoder backend loads), and what made it."""
+    """The adapter, the merged checkpoint (what the decoder backend loads) with a tokenizer that appends
+    EOS, what made it, and what others need to load it (`publish`: sentence-transformers files and a
+    model card)."""
     from evalharness.provenance import package_versions
+    from evalharness.train.publish import eos_appending, instructions_of, publish
 
     out = Path(cfg.output_dir)
     model.save_pretrained(out / "adapter")
     merged = model.merge_and_unload()
     merged.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    eos_appending(tokenizer).save_pretrained(out)
     config = dataclasses.asdict(cfg)
     manifest = {
         "base_model": {"name": cfg.model.name, "source": cfg.model.source, "revision": cfg.model.revision},
         "config": config,
         "data": _digest(datasets),
+        "instructions": instructions_of(datasets),
         "versions": package_versions(),
         "stats": stats,
     }
     revision = hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:12]
     manifest["revision"] = revision
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    publish(out, cfg, manifest, merged.config.hidden_size)
     return out
 
 
