@@ -226,6 +226,8 @@ def reference_model_dir(source: str, dest: Path = BENCH_DIR / "smollm2-135m-tf4"
     tok = json.loads((src / "tokenizer_config.json").read_text())
     tok["tokenizer_class"] = "PreTrainedTokenizerFast"
     tok.pop("backend", None)
+    if isinstance(tok.get("extra_special_tokens"), list):  # transformers 5's name for them
+        tok["additional_special_tokens"] = tok.pop("extra_special_tokens")
     (dest / "tokenizer_config.json").write_text(json.dumps(tok, indent=2))
     cfg = json.loads((src / "config.json").read_text())
     rope = cfg.get("rope_parameters") or {}

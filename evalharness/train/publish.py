@@ -235,3 +235,18 @@ def publish(out: Path, cfg: Any, manifest: dict[str, Any], hidden_size: int) -> 
     prompts = prompts_of(template, instructions)
     write_sentence_transformers_modules(out, hidden_size, cfg.model.query_max_length, prompts)
     (out / MODEL_CARD).write_text(model_card(cfg, manifest, template, instructions), encoding="utf-8")
+
+
+def config_from_manifest(manifest: dict[str, Any]) -> Any:
+    """The TrainConfig a folder was trained with, also from manifests written before the batch switches
+    (their one `example_max_tokens` cut the raw texts)."""
+    from omegaconf import OmegaConf
+
+    from evalharness.train.config import TrainConfig
+
+    config = dict(manifest["config"])
+    if "example_max_tokens" in config:
+        cap = config.pop("example_max_tokens")
+        config |= {"example_query_max_tokens": cap, "example_passage_max_tokens": cap, "example_cut": "raw"}
+    config = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), config))
