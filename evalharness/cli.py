@@ -281,9 +281,14 @@ def _run_app() -> HydraApp:
     from evalharness.plan import validate
     from evalharness.runner import run
 
-    return HydraApp(
-        "run", "run", "config", "results_dir", validate, lambda cfg, plan: _summarise(run(cfg, plan=plan))
-    )
+    def execute(cfg: Any, plan: Any) -> str:
+        from evalharness.train.publish import record_evaluation
+
+        table = _summarise(run(cfg, plan=plan))
+        card = record_evaluation(cfg.model.source, table, cfg.results_dir) if table != "no results" else None
+        return f"{table}\n\nscores written into the model card {card}" if card else table
+
+    return HydraApp("run", "run", "config", "results_dir", validate, execute)
 
 
 def _train_app() -> HydraApp:

@@ -94,3 +94,23 @@ def test_the_model_card_says_what_it_is_how_it_was_made_and_how_to_load_it(publi
     modules = json.loads((out / "modules.json").read_text())
     assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Normalize"]
     assert json.loads((out / "1_Pooling" / "config.json").read_text())["pooling_mode_lasttoken"] is True
+
+
+def test_an_evalharness_run_writes_its_scores_into_the_card_and_a_later_run_replaces_them(
+    published, tmp_path
+):
+    from evalharness.train.publish import record_evaluation
+
+    out, _ = published
+    assert "Not evaluated yet" in (out / "README.md").read_text(encoding="utf-8")
+    first = "| task | shots=0 |\n|---|---|\n| LocalRetrieval | 12.5 |"
+    assert record_evaluation(str(out), first, "results/a") == out / "README.md"
+    assert record_evaluation(str(out), first.replace("12.5", "47.25"), "results/b") == out / "README.md"
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "47.25" in card and "results/b" in card and "12.5" not in card and "Not evaluated yet" not in card
+    assert (
+        card.index("## Evaluation") < card.index("47.25")
+        and card.count("<!-- evalharness:evaluation -->") == 1
+    )
+    (tmp_path / "plain").mkdir()  # a folder evalharness did not train: left alone
+    assert record_evaluation(str(tmp_path / "plain"), first, "results/a") is None

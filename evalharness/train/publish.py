@@ -21,6 +21,7 @@ from evalharness.prompts import PromptTemplate, special_layout
 logger = logging.getLogger(__name__)
 
 MODEL_CARD = "README.md"
+EVALUATION_START, EVALUATION_END = "<!-- evalharness:evaluation -->", "<!-- /evalharness:evaluation -->"
 
 
 def eos_appending(tokenizer: Any) -> Any:
@@ -208,8 +209,9 @@ def model_card(
         "",
         "## Evaluation",
         "",
-        "Not evaluated when this card was written. Score it with the `evalharness run` line above, then "
-        "`evalharness report` on the results folder.",
+        EVALUATION_START,
+        "Not evaluated yet: the `evalharness run` line above scores it, and writes its scores here.",
+        EVALUATION_END,
         "",
     ]
     return "\n".join(lines)
@@ -250,3 +252,35 @@ def config_from_manifest(manifest: dict[str, Any]) -> Any:
         config |= {"example_query_max_tokens": cap, "example_passage_max_tokens": cap, "example_cut": "raw"}
     config = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), config))
+
+
+def record_evaluation(source: str, table: str, results_dir: str) -> Path | None:
+    """Write an `evalharness run`'s scores into the card of the trained folder it evaluated (the
+    section between the card's evaluation markers; the latest run's). Nothing for other models."""
+    from datetime import date
+
+    from evalharness.encoders.loading import resolve_source
+    from evalharness.train.trainer import MANIFEST
+
+    try:
+        folder = Path(resolve_source(source))
+    except (ValueError, OSError):
+        return None
+    card = folder / MODEL_CARD
+    if not ((folder / MANIFEST).is_file() and card.is_file()):
+        return None
+    text = card.read_text(encoding="utf-8")
+    if EVALUATION_START not in text or EVALUATION_END not in text:
+        return None
+    head, rest = text.split(EVALUATION_START, 1)
+    _, tail = rest.split(EVALUATION_END, 1)
+    body = (
+        f"`evalharness run` on {date.today().isoformat()} (results: `{results_dir}`); main scores × 100, "
+        "one column per setting (shots, examples, template):\n\n" + table
+    )
+    try:
+        card.write_text(f"{head}{EVALUATION_START}\n{body}\n{EVALUATION_END}{tail}", encoding="utf-8")
+    except OSError as err:
+        logger.warning("could not write the scores into %s: %s", card, err)
+        return None
+    return card
