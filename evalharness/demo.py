@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +101,20 @@ def restore_unchanged(root: Path, before: dict[Path, bytes]) -> tuple[int, list[
     return kept, changed
 
 
+def prune_other_revisions(root: Path, name: str, revision: str | None) -> list[Path]:
+    """Remove a demo model's results filed under another revision than the current one: a changed
+    training preset gives the trained model a new revision, and the demo shows what the code produces
+    now, not what an older preset did."""
+    folder = root / "results" / name.replace("/", "__")
+    if not revision or not (folder / revision).is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_dir() and p.name != revision]
+    for path in stale:
+        print(f"removing {path}: results of an older revision of {name}", flush=True)
+        shutil.rmtree(path)
+    return stale
+
+
 def run_demo(results_dir: str | Path, models: Sequence[str], shots: Sequence[int]) -> tuple[Path, str]:
     """Run the demo into `results_dir` and write its report; returns the report's path and text."""
     from hydra import compose, initialize_config_dir
@@ -130,7 +145,9 @@ def run_demo(results_dir: str | Path, models: Sequence[str], shots: Sequence[int
                 f"== {model}: offline-mini, shots {list(shots)}, examples sampled from train (seed 0)",
                 flush=True,
             )
-            run(OmegaConf.to_object(cfg))
+            run_cfg = OmegaConf.to_object(cfg)
+            run(run_cfg)
+            prune_other_revisions(root, run_cfg.model.name, run_cfg.model.revision)
     kept, changed = restore_unchanged(root, before)
     path, text = write_report(root, baseline=0)
     elapsed = time.monotonic() - t0

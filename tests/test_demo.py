@@ -110,3 +110,20 @@ def test_the_committed_trained_model_results_come_from_the_current_preset():
     folder = COMMITTED / "results" / config.name.replace("/", "__")
     assert [p.name for p in folder.iterdir() if p.is_dir()] == [f"train-offline-{preset_digest()}"]
     assert load_model_config("smollm2-135m-icl").revision == f"train-offline-{preset_digest()}"
+
+
+def test_the_demo_drops_results_of_an_older_revision_of_its_models(tmp_path, capsys):
+    """A changed preset gives the trained model a new revision: the demo keeps only the current one's
+    results, so the report never shows an older preset's numbers beside the new ones."""
+    from evalharness.demo import prune_other_revisions
+
+    folder = tmp_path / "results" / "org__model"
+    for rev in ("train-offline-old", "train-offline-new"):
+        (folder / rev / "experiments").mkdir(parents=True)
+    (tmp_path / "results" / "other__model" / "rev1").mkdir(parents=True)
+    assert prune_other_revisions(tmp_path, "org/model", "train-offline-new") == [folder / "train-offline-old"]
+    assert sorted(p.name for p in folder.iterdir()) == ["train-offline-new"]
+    assert (tmp_path / "results" / "other__model" / "rev1").is_dir()  # other models are not touched
+    assert "older revision of org/model" in capsys.readouterr().out
+    # nothing is removed while the current revision has no results (a run that failed early)
+    assert prune_other_revisions(tmp_path, "org/model", "train-offline-newer") == []

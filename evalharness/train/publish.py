@@ -116,6 +116,8 @@ def model_card(
     )
     recipe = [
         ("base model", cfg.model.name),
+        ("preset", f"`train={manifest['preset']}` (evalharness/conf/train/{manifest['preset']}.yaml)"
+                   if manifest.get("preset") else "–"),
         ("LoRA", f"r={cfg.lora.r}, alpha={cfg.lora.alpha}, dropout={cfg.lora.dropout}, modules "
                  f"{', '.join(cfg.lora.target_modules)}, layers {cfg.lora.layers or 'all'}"),
         ("steps / epochs", f"{stats.get('steps')} / {cfg.epochs}"),

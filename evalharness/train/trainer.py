@@ -158,6 +158,13 @@ def _digest(datasets: list[Any]) -> dict[str, str]:
     return out
 
 
+def _preset() -> str | None:
+    """The `train=` preset Hydra composed (None outside `evalharness train`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("train") if HydraConfig.initialized() else None
+
+
 def training_arguments(cfg: TrainConfig) -> Any:
     from transformers import TrainingArguments
 
@@ -206,6 +213,7 @@ def write_output(
     config = dataclasses.asdict(cfg)
     manifest = {
         "base_model": {"name": cfg.model.name, "source": cfg.model.source, "revision": cfg.model.revision},
+        "preset": _preset(),
         "config": config,
         "data": _digest(datasets),
         "instructions": instructions_of(datasets),
