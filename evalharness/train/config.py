@@ -15,6 +15,8 @@ ROW_TYPES = {
     "classification": "classification", "symmetric_class": "classification",
     "clustering": "clustering", "symmetric_clustering": "clustering",
 }  # fmt: skip
+#: What a trained output folder records about its making (config, data digests, stats, revision).
+MANIFEST = "evalharness_train.json"
 #: The paper uses in-batch negatives for retrieval only.
 IN_BATCH_TYPES = ("retrieval",)
 #: FlagEmbedding's `symmetric_*` types: their batches are `symmetric_batch_size` queries.

@@ -262,7 +262,7 @@ def record_evaluation(source: str, table: str, results_dir: str) -> Path | None:
     from datetime import date
 
     from evalharness.encoders.loading import resolve_source
-    from evalharness.train.trainer import MANIFEST
+    from evalharness.train.config import MANIFEST
 
     try:
         folder = Path(resolve_source(source))

@@ -17,13 +17,11 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from evalharness.train.config import TrainConfig
+from evalharness.train.config import MANIFEST, TrainConfig
 from evalharness.train.data import StepBatches
 from evalharness.train.loss import info_nce
 
 logger = logging.getLogger(__name__)
-
-MANIFEST = "evalharness_train.json"
 
 
 def last_token(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
