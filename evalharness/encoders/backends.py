@@ -53,28 +53,19 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 def attends_causally(model: Any, device: str) -> bool:
-    """Whether the model's first position ignores what follows it: a causal decoder's does, a
-    bidirectional one's (gte-Qwen2's own code, LLM2Vec, NV-Embed) does not. Two 2-token forwards that
-    differ in the second token decide it, whatever the config says. The prefix cache is exact only
-    for causal attention. A model the probe cannot run is taken as causal (the cached path falls back
-    to the uncached one on its own errors)."""
+    """Whether the first position ignores what follows (a causal decoder's does; gte-Qwen2's own code,
+    LLM2Vec, NV-Embed attend both ways): the prefix cache is exact only then. A model the 2-token probe
+    cannot run is taken as causal (the cached path falls back on its own errors)."""
     ids = torch.tensor([[1, 2], [1, 3]], device=device)
     try:
         with torch.no_grad():
-            out = (
-                model(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    position_ids=torch.tensor([[0, 1], [0, 1]], device=device),
-                    use_cache=False,
-                )
-                .last_hidden_state[:, 0]
-                .float()
-            )
-    except Exception as err:  # noqa: BLE001 - any model code; the answer then is the default
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
+                        position_ids=torch.tensor([[0, 1], [0, 1]], device=device)).last_hidden_state  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - any model's code
         logger.debug("attention probe failed (%s); assuming causal attention", err)
         return True
-    return bool(torch.allclose(out[0], out[1], rtol=1e-3, atol=1e-4 * float(out.abs().max()) + 1e-6))
+    first = out[:, 0].float()
+    return bool(torch.allclose(first[0], first[1], rtol=1e-3, atol=1e-4 * float(first.abs().max()) + 1e-6))
 
 
 class Backend(Protocol):
@@ -134,12 +125,8 @@ class DecoderBackend:
         self.query_max_length = query_max_length
         self.passage_max_length = passage_max_length
         self.causal = attends_causally(self.model, self.device)
-        if prefix_cache and not self.causal:
-            logger.warning(
-                "%s attends bidirectionally: a cached prefix would never see the query, so every text is "
-                "encoded whole (prefix cache off)",
-                path,
-            )
+        if prefix_cache and not self.causal:  # cached prefix states would never see the query
+            logger.warning("%s attends bidirectionally: every text is encoded whole (prefix cache off)", path)
         self.prefix_cache = prefix_cache and self.causal
         # custom 4D masks reach sdpa/eager attention as given; other kernels get the expanded path
         self._packing = getattr(self.model.config, "_attn_implementation", None) in ("sdpa", "eager")
