@@ -24,6 +24,11 @@ MODEL_CARD = "README.md"
 EVALUATION_START, EVALUATION_END = "<!-- evalharness:evaluation -->", "<!-- /evalharness:evaluation -->"
 
 
+def trained_model_name(cfg: Any) -> str:
+    """The name a trained folder is evaluated under: the base model's, `-icl-`, the folder's."""
+    return f"{cfg.model.name}-icl-{Path(cfg.output_dir).name}"
+
+
 def eos_appending(tokenizer: Any) -> Any:
     """The tokenizer, made to end every text with EOS (keeping whatever it puts in front). Llama-style
     tokenizers have a switch for it (`add_eos_token`, what bge-en-icl sets); for the others the
@@ -107,7 +112,7 @@ def model_card(
     cfg: Any, manifest: dict[str, Any], template: PromptTemplate, instructions: dict[str, list[str]]
 ) -> str:
     """README.md of the output folder: what it is, how it was made, and how to load it."""
-    name = f"{cfg.model.name}-icl-{Path(cfg.output_dir).name}"
+    name = trained_model_name(cfg)
     stats = manifest["stats"]
     example_instruction = next((t[0] for t in instructions.values() if t), "Given a query, retrieve passages")
     query = template.render_query(

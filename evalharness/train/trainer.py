@@ -227,7 +227,9 @@ def write_output(
 
 def eval_command(cfg: TrainConfig, out: Path) -> str:
     manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    name = f"{cfg.model.name}-icl-{Path(cfg.output_dir).name}"
+    from evalharness.train.publish import trained_model_name
+
+    name = trained_model_name(cfg)
     return (
         f"evalharness run model.source={out} model.name={name} model.revision={manifest['revision']} "
         f"model.template={cfg.template or cfg.model.template} model.meta={{adapted_from: {cfg.model.name}}}"
