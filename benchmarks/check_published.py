@@ -69,9 +69,13 @@ def run(model: Path, shots: tuple[int, ...] = (0, 3), n_queries: int = 16) -> li
     template = get_template("bge-icl")
     ours = DecoderBackend(str(folder), dtype="float32", device="cpu")
     st = SentenceTransformer(str(folder), device="cpu")
+    tf4 = BENCH_DIR / "published-tf4"
+    shutil.rmtree(
+        tf4, ignore_errors=True
+    )  # reference_model_dir keeps existing weight links: never stale ones
     ref = ReferenceWorker(
         {
-            "model_dir": str(reference_model_dir(str(folder), BENCH_DIR / "published-tf4")),
+            "model_dir": str(reference_model_dir(str(folder), tf4)),
             "instruction": instruction,
             "queries": queries,
             "examples": [
