@@ -153,6 +153,7 @@ def _summarise(records) -> str:
 
 #: Failures a user can fix: printed as one "error: ..." message (exit status 2), no traceback.
 def _anticipated() -> tuple[type[BaseException], ...]:
+    from evalharness.encoders.attention import AttentionError
     from evalharness.examples import ExampleError
     from evalharness.instructions import InstructionError
     from evalharness.plan import ConfigError
@@ -161,7 +162,7 @@ def _anticipated() -> tuple[type[BaseException], ...]:
     from evalharness.train.data import TrainDataError
 
     return (
-        ConfigError, ExampleError, InstructionError, PromptError, TaskResolutionError, TrainDataError,
+        AttentionError, ConfigError, ExampleError, InstructionError, PromptError, TaskResolutionError, TrainDataError,
         FloatingPointError,
     )  # fmt: skip
 

@@ -43,9 +43,10 @@ class ModelConfig:
     # classification, summarisation) gets prefix + instruction, as the reference runner does.
     symmetric: str = "prompt-all"
     special_tokens: list[str] = field(default_factory=list)
-    # run the examples prefix once per task and reuse its key/values (decoder backend); off = the
-    # reference's uncached computation, for parity checks
-    prefix_cache: bool = True
+    # run the examples prefix once per task and reuse its key/values (decoder backend). null: on for
+    # causal attention, off for a model that attends both ways (detected when it loads); false: the
+    # reference's uncached computation, for parity checks; true on a bidirectional model is refused
+    prefix_cache: bool | None = None
     trust_remote_code: bool = False
     meta: dict[str, Any] = field(default_factory=dict)  # ModelMeta fields (n_parameters, license, ...)
 

@@ -112,6 +112,26 @@ def test_a_bidirectional_model_is_detected_and_encoded_whole(bidi_dir):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
+def test_asking_for_the_prefix_cache_on_a_bidirectional_model_is_refused(bidi_dir):
+    from evalharness.encoders.attention import AttentionError
+    from evalharness.encoders.backends import DecoderBackend
+
+    with pytest.raises(AttentionError, match="attends bidirectionally.*drop model.prefix_cache=true"):
+        DecoderBackend(
+            str(bidi_dir), dtype="float32", device="cpu", trust_remote_code=True, prefix_cache=True
+        )
+    off = DecoderBackend(
+        str(bidi_dir), dtype="float32", device="cpu", trust_remote_code=True, prefix_cache=False
+    )
+    assert off.prefix_cache is False
+
+
+def test_the_run_config_leaves_the_prefix_cache_to_the_model_by_default():
+    from evalharness.config import ModelConfig
+
+    assert ModelConfig(name="m", source="m").prefix_cache is None
+
+
 def test_a_causal_decoder_keeps_its_prefix_cache(smollm2_backend):
     from evalharness.encoders.backends import attends_causally
 

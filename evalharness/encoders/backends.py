@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from evalharness.encoders.attention import AttentionError, attends_causally
 from evalharness.prompts import PromptedText, special_layout, tokenize_prompted
 
 #: Bumped whenever a change here alters the floats a model produces (batching, packing, masks):
@@ -52,22 +53,6 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def attends_causally(model: Any, device: str) -> bool:
-    """Whether the first position ignores what follows (a causal decoder's does; gte-Qwen2's own code,
-    LLM2Vec, NV-Embed attend both ways): the prefix cache is exact only then. A model the 2-token probe
-    cannot run is taken as causal (the cached path falls back on its own errors)."""
-    ids = torch.tensor([[1, 2], [1, 3]], device=device)
-    try:
-        with torch.no_grad():
-            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
-                        position_ids=torch.tensor([[0, 1], [0, 1]], device=device)).last_hidden_state  # fmt: skip
-    except Exception as err:  # noqa: BLE001 - any model's code
-        logger.debug("attention probe failed (%s); assuming causal attention", err)
-        return True
-    first = out[:, 0].float()
-    return bool(torch.allclose(first[0], first[1], rtol=1e-3, atol=1e-4 * float(first.abs().max()) + 1e-6))
-
-
 class Backend(Protocol):
     tokens_encoded: int
 
@@ -95,7 +80,7 @@ class DecoderBackend:
         query_max_length: int = 512,
         passage_max_length: int = 512,
         trust_remote_code: bool = False,
-        prefix_cache: bool = True,
+        prefix_cache: bool | None = None,
         max_tokens_per_batch: int = 16384,
         devices: Sequence[str] = (),
         model: Any = None,
@@ -126,8 +111,14 @@ class DecoderBackend:
         self.passage_max_length = passage_max_length
         self.causal = attends_causally(self.model, self.device)
         if prefix_cache and not self.causal:  # cached prefix states would never see the query
-            logger.warning("%s attends bidirectionally: every text is encoded whole (prefix cache off)", path)
-        self.prefix_cache = prefix_cache and self.causal
+            raise AttentionError(
+                f"{path} attends bidirectionally, so a cached examples prefix would never see the query "
+                "and every few-shot vector would be wrong; drop model.prefix_cache=true (the default, "
+                "null, encodes every text of such a model whole)"
+            )
+        if not self.causal:
+            logger.info("%s attends bidirectionally: every text is encoded whole (no prefix cache)", path)
+        self.prefix_cache = prefix_cache is not False and self.causal
         # custom 4D masks reach sdpa/eager attention as given; other kernels get the expanded path
         self._packing = getattr(self.model.config, "_attn_implementation", None) in ("sdpa", "eager")
         self._prefix_kvs: dict[str, tuple[tuple[int, ...], Any]] = {}  # device -> (prefix ids, cache)
