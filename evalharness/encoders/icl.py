@@ -54,6 +54,8 @@ class ICLEncoder(AbsEncoder):
         self.cache = cache
         self.encode_calls: list[dict[str, Any]] = []
         self.empty_texts: dict[str, int] = {}  # task -> empty or whitespace-only texts encoded
+        # task -> query text -> the examples its prompt carried (the query side of asymmetric tasks)
+        self.carried: dict[str, dict[str, tuple[Example, ...]]] = {}
 
     @property
     def backend(self) -> Any:
@@ -94,6 +96,8 @@ class ICLEncoder(AbsEncoder):
             return [PromptedText("", t, "", is_query=False) for t in texts]
         instruction, _ = self.instruction_for(task_metadata)
         per_text = self.examples.for_texts(task_metadata.name, texts, embed=self._embed_raw)
+        if prompt_type == PromptType.query:
+            self.carried.setdefault(task_metadata.name, {}).update(zip(texts, per_text, strict=True))
         prefixes: dict[tuple[Example, ...], str] = {}
         items = []
         for text, shots in zip(texts, per_text, strict=True):

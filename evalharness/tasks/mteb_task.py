@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalharness import per_item, store
+from evalharness import per_item, rankings, store
 from evalharness.tasks.interface import CellContext
 from evalharness.tasks.resolve import selection
 
@@ -89,7 +89,12 @@ class MtebTask:
         ]
 
     def is_done(self, cfg: Any, exp_dir: Path, entry: Mapping[str, Any] | None) -> bool:
-        if not (entry and entry.get("status") == "done" and per_item.files_present(exp_dir, entry)):
+        if not (
+            entry
+            and entry.get("status") == "done"
+            and per_item.files_present(exp_dir, entry)
+            and rankings.files_present(exp_dir, entry)
+        ):
             return False
         result = store.read_result(exp_dir / f"{self.name}.json")
         # another process may have written it with another selection since the run's start
@@ -118,7 +123,7 @@ class MtebTask:
         # retrieval scores the corpus in chunks of this many documents (top-k merged per chunk),
         # so memory holds one chunk's vectors, not the corpus's
         model = SearchEncoderWrapper(encoder, corpus_chunk_size=cfg.corpus_chunk_size)
-        with per_item.capture(task) as record:
+        with per_item.capture(task) as record, rankings.capture(task) as ranked:
             result = mteb.evaluate(
                 model,
                 task,
@@ -133,6 +138,9 @@ class MtebTask:
         kept = per_item.write(ctx.exp_dir, per_item.from_result(record, task_result))
         instruction, source = resolve_instruction(task.metadata, ctx.instructions)
         used = examples.used().get(name, [])
+        if ranked is not None:
+            rankings.attach_examples(ranked, getattr(encoder, "carried", {}).get(name), used)
+        ranked_file = rankings.write(ctx.exp_dir, ranked)
         empty = encoder.empty_texts.get(name, 0)
         if empty:
             logger.warning(
@@ -150,4 +158,5 @@ class MtebTask:
             "empty_texts": empty,
             "cache": ctx.cache.stats(),
             **per_item.manifest_fields(kept, record),
+            **({"rankings": ranked_file} if ranked_file else {}),
         }
