@@ -316,6 +316,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         benchmark=args.benchmark,
         confidence=args.ci,
         resamples=args.resamples,
+        examples_effect=args.examples_effect,
     )
     print(text)
     extra = f", {path.parent / 'significance.csv'}" if (path.parent / "significance.csv").exists() else ""
@@ -408,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="bootstrap / permutation resamples (default 1000)",
     )
+    effect_help = "per retrieval task and setting, the N queries the examples helped and hurt most (0: none)"
+    p.add_argument("--examples-effect", type=int, default=5, metavar="N", help=effect_help)
     p.add_argument("--out", help="output folder (default: the results folder)")
     p.set_defaults(func=cmd_report)
 

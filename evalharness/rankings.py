@@ -147,11 +147,11 @@ def write(exp_dir: Path, kept: Rankings | None) -> str | None:
     return str(target.relative_to(exp_dir))
 
 
-def read(file: Path) -> dict[str, Any]:
+def read(file: str | Path) -> dict[str, Any]:
     """A rankings file as written; raises ValueError for a file of another format."""
     import json
 
-    data = json.loads(file.read_text(encoding="utf-8"))
+    data = json.loads(Path(file).read_text(encoding="utf-8"))
     if data.get("format") != FORMAT:
         raise ValueError(f"{file}: not an {FORMAT} file (format {data.get('format')!r})")
     return data

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from evalharness.comparison import N_TASKS, Comparison
+from evalharness.effect import effect_groups
 from evalharness.published import ReferenceSection
 from evalharness.results import Results
 from evalharness.significance import Significance, intro, no_ci_reasons, pooled_texts, seed_texts, task_texts
@@ -43,6 +44,8 @@ class Report:
     selection_notes: list[str] = field(default_factory=list)
     repo_reference: list[tuple[str, list[ReferenceSection], str]] = field(default_factory=list)
     significance: Significance | None = None
+    #: per-query gains and losses vs the baseline (evalharness.effect); empty: no kept rankings
+    examples_effect: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +229,61 @@ def _problems(rep: Report) -> list[str]:
     return [*rep.comparison.problems, *rep.notes]
 
 
+def _effect_intro(rep: Report) -> tuple[str, str]:
+    n = int(rep.examples_effect.groupby(["column", "task"]).size().max())
+    return (
+        f"Which queries the examples helped or hurt (vs {rep.baseline}-shot)",
+        f"Per retrieval task and setting, up to {(n + 1) // 2} queries whose score gained most and as many "
+        f"that lost most against the same model's {rep.baseline}-shot setting, from the kept rankings; "
+        "first relevant rank: where the first relevant document ranked, before → after (—: not ranked).",
+    )
+
+
+def _effect_markdown(rep: Report) -> list[str]:
+    if rep.examples_effect.empty:
+        return []
+    title, intro = _effect_intro(rep)
+    lines = [f"## {title}", "", intro, ""]
+    for heading, examples, table in effect_groups(rep.examples_effect):
+        lines += [f"### {heading}", ""]
+        if examples:
+            lines += [
+                "Every query carried the same examples:",
+                "",
+                *[f"{i}. {e}" for i, e in enumerate(examples, 1)],
+                "",
+            ]
+        lines += [table.to_markdown(index=False, disable_numparse=True), ""]
+    return lines
+
+
+def _effect_html(rep: Report) -> list[str]:
+    if rep.examples_effect.empty:
+        return []
+    esc = html.escape
+    title, intro = _effect_intro(rep)
+    parts = [f"<h2>{esc(title)}</h2>", f"<p>{esc(intro)}</p>"]
+    for heading, examples, table in effect_groups(rep.examples_effect):
+        parts.append(f"<h3>{esc(heading)}</h3>")
+        if examples:
+            items = "".join(f"<li>{esc(e)}</li>" for e in examples)
+            parts.append(
+                f"<details open><summary>Every query carried the same examples</summary><ol>{items}</ol></details>"
+            )
+        head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
+        body = []
+        for row in table.itertuples(index=False):
+            cls = "pos" if str(row[0]).startswith("+") else "neg"
+            cells = [f'<td class="{cls}">{esc(str(row[0]))}</td>'] + [
+                f'<td class="text">{esc(str(v))}</td>' for v in row[1:]
+            ]
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        parts.append(
+            f'<table class="effect"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        )
+    return parts
+
+
 def render_markdown(rep: Report, image_dir: str = "plots") -> str:
     lines = [f"# evalharness report: `{rep.results_dir}`", "", _INTRO, ""]
     if rep.comparison.empty:
@@ -239,6 +297,7 @@ def render_markdown(rep: Report, image_dir: str = "plots") -> str:
         for level, title, body, is_delta in _sections(rep):
             text = body if isinstance(body, str) else _md(body, is_delta)
             lines += [f"{level} {title}", "", text, ""]
+        lines += _effect_markdown(rep)
         if rep.plots:
             lines += ["## Plots", ""]
             lines += [f"![{_PLOT_TITLES.get(k, k)}]({image_dir}/{p.name})" for k, p in rep.plots.items()]
@@ -252,6 +311,8 @@ th, td { border: 1px solid #d0d0d0; padding: 0.25rem 0.5rem; text-align: right; 
 th { background: #f3f3f3; } td:first-child, th.row_heading { text-align: left; }
 .problems li { color: #8a4b00; } img { max-width: 100%; border: 1px solid #e0e0e0; margin: 0.5rem 0; }
 code { background: #f3f3f3; padding: 0 0.2rem; }
+table.effect td.text { text-align: left; max-width: 40rem; } td.pos { color: #0a6b2b; } td.neg { color: #a11d1d; }
+details { margin: 0.3rem 0; font-size: 0.85rem; }
 """
 
 
@@ -283,6 +344,7 @@ def render_html(rep: Report) -> str:
             parts.append(
                 f"<p>{esc(body)}</p>" if isinstance(body, str) else _html_table(body, is_delta, f"s{n}")
             )
+        parts += _effect_html(rep)
         if rep.plots:
             parts.append("<h2>Plots</h2>")
             for key, path in rep.plots.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evalharness import effect
 from evalharness import selection as sel
 from evalharness.comparison import (
     MEAN_TASKS,
@@ -74,12 +75,19 @@ def build_report(
     *,
     confidence: float = 0.95,
     resamples: int = 1000,
+    examples_effect: int = 5,
 ) -> Report:
     """Load, compare and tabulate one results folder. `reference_set`: "paper" and/or paths of mteb
     results repositories; `benchmark`: the mteb benchmark whose splits and subsets score cells that
     record none (see evalharness.selection); `confidence` / `resamples`: the paired CIs and tests of
-    every Δ (evalharness.significance; confidence=0 leaves them out)."""
+    every Δ (evalharness.significance; confidence=0 leaves them out); `examples_effect`: how many
+    queries with the largest gains (and as many with the largest losses) each retrieval task's
+    few-shot settings list (evalharness.effect; 0 leaves the section out)."""
     check_statistics(confidence, resamples)
+    if examples_effect < 0:
+        raise ValueError(
+            f"--examples-effect {examples_effect}: use 0 (leave the section out) or more, e.g. 5"
+        )
     paper, repos = references(reference_set)
     if benchmark:
         sel.check_benchmark(benchmark)
@@ -114,6 +122,7 @@ def build_report(
         significance=significance(results, comp, baseline, confidence=confidence, resamples=resamples)
         if confidence and not comp.empty
         else None,
+        examples_effect=effect.examples_effect(results, comp, baseline, examples_effect),
     )
 
 
@@ -139,6 +148,7 @@ def write_report(
     benchmark: str | None = None,
     confidence: float = 0.95,
     resamples: int = 1000,
+    examples_effect: int = 5,
 ) -> tuple[Path, str]:
     """Write report.md, report.html, scores.csv (the main scores on the selected splits and subsets,
     tidy) and plots/*.png into `out_dir` (default: the results folder). `reference`: "paper" and/or
@@ -147,7 +157,13 @@ def write_report(
     from evalharness import plots as plotting
 
     rep = build_report(
-        results_dir, baseline, reference, benchmark, confidence=confidence, resamples=resamples
+        results_dir,
+        baseline,
+        reference,
+        benchmark,
+        confidence=confidence,
+        resamples=resamples,
+        examples_effect=examples_effect,
     )
     out = Path(out_dir or results_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,8 @@ CELL_COLUMNS = ["model", "revision", "experiment", "shots", "strategy", "seed", 
 _NOT_TASK_FILES = {"model_meta.json", "manifest.json"}
 ITEM_FRAME_COLUMNS = [*CELL_COLUMNS, *per_item.ITEM_COLUMNS]
 MISSING_COLUMNS = [*CELL_COLUMNS, "task", "reason"]
+#: per cell and task, its kept rankings file (evalharness.rankings) and the examples its cell used
+RANKING_COLUMNS = [*CELL_COLUMNS, "task", "file", "examples"]
 # mteb's experiment-name keys (see runner.Cell.experiment_kwargs) -> our column names
 _EXPERIMENT_KEYS = {
     "shots": "shots",
@@ -70,6 +72,7 @@ class Results:
     items: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ITEM_FRAME_COLUMNS))
     #: per cell and task without per-item values, why (the report says so instead of a CI)
     items_missing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MISSING_COLUMNS))
+    rankings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RANKING_COLUMNS))
 
     def main(self, selected_only: bool = True) -> pd.DataFrame:
         """The rows of each task's main score (the number leaderboards rank by), by default only on the
@@ -220,6 +223,7 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
     selections: list[dict[str, Any]] = []
     items: list[pd.DataFrame] = []
     missing_items: list[dict[str, Any]] = []
+    ranked: list[dict[str, Any]] = []
     for folder, model_dir, experiment in _cell_folders(base):
         task_files = sorted(
             f for f in folder.glob("*.json") if f.name not in _NOT_TASK_FILES and not f.name.startswith(".")
@@ -263,6 +267,9 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
             rows += _rows(result, base_row, problems, where, entry.get("main_score_name"), chosen)
             cell_key = {k: base_row[k] for k in CELL_COLUMNS}
             found, reason = _items(folder, result.task_name, entry, cell_key, chosen, where, problems)
+            if entry.get("rankings") and (folder / entry["rankings"]).exists():
+                ranked.append({**cell_key, "task": result.task_name, "file": str(folder / entry["rankings"]),
+                               "examples": entry.get("examples") or []})  # fmt: skip
             if found is not None:
                 items.append(found)
             else:
@@ -283,6 +290,7 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
         pd.DataFrame(selections, columns=SELECTION_COLUMNS),
         item_frame,
         pd.DataFrame(missing_items, columns=MISSING_COLUMNS),
+        pd.DataFrame(ranked, columns=RANKING_COLUMNS),
     )
 
 

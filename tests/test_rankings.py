@@ -113,3 +113,53 @@ def test_a_missing_rankings_file_makes_the_task_run_again(run, minilm_backend):
 def test_first_relevant_rank():
     assert rankings.first_relevant(["a", "b", "c"], {"c": 1, "a": 0}) == 3
     assert rankings.first_relevant(["a", "b"], {"z": 1}) is None
+
+
+# -- the report's per-query view of the few-shot effect (evalharness/effect.py) -------------------
+
+
+@pytest.fixture(scope="module")
+def report(run, tmp_path_factory):
+    from evalharness.report import build_report
+
+    cfg, _ = run
+    return build_report(Path(cfg.results_dir), confidence=0, examples_effect=1)
+
+
+def test_the_effect_view_lists_the_largest_per_query_changes_with_their_ranks(run, report):
+    _, cells = run
+    effect = report.examples_effect
+    assert set(effect["task"]) <= {"LocalRetrieval", "OfflineChatterbotRetrieval"} and not effect.empty
+    for task, rows in effect.groupby("task"):
+        entry = {s: json.loads((cells[s] / "manifest.json").read_text())["tasks"][task] for s in "01"}
+        values = {s: dict(zip(*[per_item.read(cells[s] / entry[s]["per_item"])["parts"][0][k]
+                                for k in ("ids", "values")], strict=True)) for s in "01"}  # fmt: skip
+        change = {q: 100 * (values["1"][q] - values["0"][q]) for q in values["0"]}
+        gains = sorted((c for c in change.values() if c > 0), reverse=True)[:1]
+        losses = sorted(c for c in change.values() if c < 0)[:1]
+        assert sorted(rows["change"], reverse=True) == pytest.approx(gains + losses[::-1])
+        ranks = {s: rankings.read(cells[s] / entry[s]["rankings"])["parts"][0] for s in "01"}
+        for row in rows.itertuples():
+            assert row.change == pytest.approx(change[row.query])
+            for s, got in (("0", row.base_first_relevant), ("1", row.first_relevant)):
+                part = ranks[s]
+                assert got == part["first_relevant"][part["ids"].index(row.query)]
+            assert row.text == ranks["1"]["texts"][ranks["1"]["ids"].index(row.query)]
+            (example,) = entry["1"]["examples"]
+            assert row.examples == [f"{example['query']} → {example['response']}"] and row.same_examples
+
+
+def test_the_effect_view_is_in_both_report_pages_and_can_be_left_out(run, report):
+    from evalharness.render import render_html, render_markdown
+    from evalharness.report import build_report
+
+    md, page = render_markdown(report), render_html(report)
+    row = report.examples_effect.iloc[0]
+    assert "## Which queries the examples helped or hurt (vs 0-shot)" in md
+    assert f"{row['change']:+.1f}" in md and "Every query carried the same examples" in md
+    assert '<table class="effect">' in page and row["text"].split()[0] in page
+    cfg, _ = run
+    bare = build_report(Path(cfg.results_dir), confidence=0, examples_effect=0)
+    assert bare.examples_effect.empty and "Which queries" not in render_markdown(bare)
+    with pytest.raises(ValueError, match="--examples-effect -1"):
+        build_report(Path(cfg.results_dir), confidence=0, examples_effect=-1)
