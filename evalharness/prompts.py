@@ -202,7 +202,10 @@ class PromptedText:
 
 @dataclass
 class SpecialLayout:
-    """Which special tokens the tokenizer puts around a text, and the EOS we always end with."""
+    """Which special tokens the tokenizer puts around a text, and the end token every sequence closes
+    with: the tokenizer's own trailing token where it appends one (Qwen3-Embedding's <|endoftext|>,
+    which its authors and mteb pool, although its eos_token is <|im_end|>), else EOS, appended as
+    FlagEmbedding does for bge-en-icl's Mistral tokenizer, which appends nothing."""
 
     lead: list[int]
     trail: list[int]
@@ -210,7 +213,7 @@ class SpecialLayout:
 
     @property
     def closing(self) -> list[int]:
-        return self.trail if self.trail and self.trail[-1] == self.eos_id else [*self.trail, self.eos_id]
+        return self.trail if self.trail else [self.eos_id]
 
 
 def special_layout(tokenizer: Any) -> SpecialLayout:

@@ -160,6 +160,21 @@ def test_minilm_backend_keeps_query_under_left_truncation(minilm_config, minilm_
     assert minilm_backend.n_truncated >= 2
 
 
+def test_minilm_cuts_a_text_without_examples_as_sentence_transformers_does(minilm_backend):
+    """Zero-shot, a long text (a symmetric task's, which is query-side) keeps its start, as mteb's
+    sentence-transformers path cuts it: the same vector as `SentenceTransformer.encode`. With an
+    examples prefix the end (the query) is kept instead."""
+    from evalharness.prompts import PromptedText
+
+    start, end = "the rocket launch was delayed by weather " * 40, " the bakery sells sourdough bread"
+    plain = minilm_backend.embed([PromptedText("", start + end, "", is_query=True)], 8)[0]
+    want = minilm_backend.model.encode([start + end], convert_to_numpy=True)[0]
+    np.testing.assert_allclose(plain, want, rtol=1e-5, atol=1e-6)
+    prefixed = minilm_backend.embed([PromptedText("filler " * 300, end.strip(), "", is_query=True)], 8)[0]
+    tail = minilm_backend.model.encode(["filler " * 300 + end.strip()], convert_to_numpy=True)[0]
+    assert not np.allclose(prefixed, tail, atol=1e-3)  # the start was not what it kept
+
+
 class Recording(ICLEncoder):
     """Keeps every vector it returns, keyed by task and side, to compare across shot settings."""
 

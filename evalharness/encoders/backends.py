@@ -26,7 +26,7 @@ from evalharness.prompts import PromptedText, special_layout, tokenize_prompted
 #: Bumped whenever a change here alters the floats a model produces (batching, packing, masks):
 #: part of the embedding cache's namespace, so vectors from older code are never mixed with new ones
 #: (they differ in the last bits, enough to flip a classifier's decision and move a score).
-NUMERICS_REVISION = 2
+NUMERICS_REVISION = 3
 
 logger = logging.getLogger(__name__)
 
@@ -443,8 +443,9 @@ class SentenceTransformerBackend:
     """A sentence-transformers model fed the same prompt text as the decoder.
 
     Encoders have short windows (MiniLM: 256 tokens), so a long example prefix would push the query
-    itself out under right truncation; queries are therefore truncated from the left, which keeps
-    the query and drops the oldest example tokens instead."""
+    itself out under right truncation; texts with an examples prefix are therefore truncated from the
+    left, which keeps the query and drops the oldest example tokens instead. Texts without one are
+    cut from the right, as sentence-transformers and mteb cut them."""
 
     def __init__(
         self, path: str, *, revision: str | None = None, device: str = "auto", model: Any = None
@@ -463,8 +464,8 @@ class SentenceTransformerBackend:
     def embed(self, items: Sequence[PromptedText], batch_size: int) -> np.ndarray:
         out = np.empty((len(items), self.model.get_embedding_dimension()), dtype=np.float32)
         limit = self.model.max_seq_length
-        for is_query in (True, False):
-            idx = [i for i, item in enumerate(items) if item.is_query == is_query]
+        for keep_end in (True, False):
+            idx = [i for i, item in enumerate(items) if bool(item.prefix) == keep_end]
             if not idx:
                 continue
             texts = [items[i].text for i in idx]
@@ -473,7 +474,7 @@ class SentenceTransformerBackend:
             self.tokens_encoded += sum(min(n, limit) for n in lengths)
             tok = self.model.tokenizer
             previous = tok.truncation_side
-            tok.truncation_side = "left" if is_query else "right"
+            tok.truncation_side = "left" if keep_end else "right"
             try:
                 vecs = self.model.encode(
                     texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
