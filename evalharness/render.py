@@ -262,7 +262,7 @@ def _effect_html(rep: Report) -> list[str]:
         return []
     esc = html.escape
     title, intro = _effect_intro(rep)
-    parts = [f"<h2>{esc(title)}</h2>", f"<p>{esc(intro)}</p>"]
+    parts = [f'<h2 id="examples-effect">{esc(title)}</h2>', f"<p>{esc(intro)}</p>"]
     for heading, examples, table in effect_groups(rep.examples_effect):
         parts.append(f"<h3>{esc(heading)}</h3>")
         if examples:
