@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
-BACKENDS = ("decoder", "sentence-transformers")
+# mteb: mteb's own implementation of a model it registers (evalharness/encoders/mteb_model.py)
+BACKENDS = ("decoder", "sentence-transformers", "mteb")
 SYMMETRIC_POLICIES = ("prompt-all", "raw")
 
 

@@ -22,6 +22,7 @@ import mteb
 
 from evalharness import store
 from evalharness.config import RunConfig
+from evalharness.encoders import mteb_model
 from evalharness.encoders.icl import ICLEncoder
 from evalharness.encoders.loading import build_model_meta
 from evalharness.examples import STRATEGIES
@@ -290,6 +291,21 @@ def _results_dir_problems(cfg: RunConfig) -> list[str]:
     return []
 
 
+def _backend_task_problems(cfg: RunConfig, names: Sequence[str]) -> list[str]:
+    """AIR-Bench datasets are encoded by our retriever with our instruction, which mteb's own
+    wrappers (backend=mteb) would not apply: they take their instruction from mteb task metadata."""
+    from evalharness.airbench import is_airbench_task
+
+    air = [n for n in names if is_airbench_task(n)] if cfg.model.backend == "mteb" else []
+    if not air:
+        return []
+    return [
+        f"backend=mteb evaluates mteb tasks only, not the AIR-Bench datasets {', '.join(air)} (mteb's "
+        "wrappers take their instruction from mteb task metadata, which these lack); drop them, or run "
+        "the model with backend=decoder or backend=sentence-transformers"
+    ]
+
+
 def validate(cfg: RunConfig) -> RunPlan:
     """Resolve every name and example source into the plan, or raise ConfigError with all problems
     at once. No model is loaded here."""
@@ -298,6 +314,9 @@ def validate(cfg: RunConfig) -> RunPlan:
         problems.append(f"examples.strategy={cfg.examples.strategy!r}; use one of {', '.join(STRATEGIES)}")
     cells = plan_cells(cfg, problems)
     problems += model_meta_problems(cfg.model)
+    if cfg.model.backend == "mteb":
+        few_shot = any(c.shots != 0 for c in cells)
+        problems += mteb_model.config_problems(cfg.model, few_shot=few_shot, strategy=cfg.examples.strategy)
     if cfg.benchmark.scale not in ("mini", "full"):
         problems.append(f"benchmark.scale={cfg.benchmark.scale!r}; use mini or full")
     names: list[str] = []
@@ -305,6 +324,7 @@ def validate(cfg: RunConfig) -> RunPlan:
         names = _task_names(cfg)
     except ValueError as err:
         problems.append(str(err))
+    problems += _backend_task_problems(cfg, names)
     instructions: dict[str, str] = {}
     try:
         instructions = load_instructions(cfg.instructions)

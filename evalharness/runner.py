@@ -24,6 +24,7 @@ from evalharness import kernels, store
 from evalharness.config import RunConfig
 from evalharness.encoders.cache import EmbeddingCache
 from evalharness.encoders.icl import ICLEncoder
+from evalharness.encoders.mteb_model import MtebModelEncoder
 from evalharness.plan import Cell, PlannedCell, RunPlan, validate
 from evalharness.provenance import git_revision, package_versions
 from evalharness.tasks.interface import CellContext, RunTask, main_score
@@ -84,8 +85,10 @@ class Runner:
         self.records: list[TaskRecord] = []
         self._raise_inside = raise_inside  # test hook: simulate a crash inside a cell
 
-    def _encoder(self, cell: Cell, examples: Any) -> ICLEncoder:
-        return ICLEncoder(
+    def _encoder(self, cell: Cell, examples: Any) -> ICLEncoder | MtebModelEncoder:
+        # backend=mteb: mteb's own wrapper of the model, behind the same encoder interface
+        kind = MtebModelEncoder if self.cfg.model.backend == "mteb" else ICLEncoder
+        return kind(
             self.cfg.model,
             examples=examples,
             instructions=self.instructions,
@@ -165,9 +168,9 @@ class Runner:
         return self.records
 
     def _run_task(self, planned: PlannedCell, task: RunTask) -> dict[str, Any]:
-        encoders: list[ICLEncoder] = []
+        encoders: list[ICLEncoder | MtebModelEncoder] = []
 
-        def encoder(examples: Any) -> ICLEncoder:
+        def encoder(examples: Any) -> ICLEncoder | MtebModelEncoder:
             encoders.append(self._encoder(planned.cell, examples))
             return encoders[-1]
 

@@ -233,6 +233,9 @@ BAD = [
     ("distill-without-scores", lambda t: {"knowledge_distillation": True,
                                           "data": {"files": [_jsonl(t, "h.jsonl", [_row(pos_scores=[3])])]}},
      ["h: 1 row(s) without teacher scores (e.g. ", "h.jsonl:1); knowledge_distillation=true needs"]),
+    ("mine-with-mteb-backend", lambda t: {"mine": {"model": "mteb", "negatives": 2},
+                                          "data": {"files": [_jsonl(t, "m.jsonl", [_row()])]}},
+     ["mine.model: backend=mteb runs mteb's own wrapper, for evaluation only"]),
 ]  # fmt: skip
 
 

@@ -75,6 +75,14 @@ class ICLEncoder(AbsEncoder):
 
         return resolve_instruction(task_metadata, self.instructions)
 
+    def instruction_record(self, task_metadata: Any, with_examples: bool) -> dict[str, Any]:
+        """The manifest's record of the instruction: the string and its source where the template put
+        it in front of the model."""
+        from evalharness.instructions import applied_instruction
+
+        instruction, source = self.instruction_for(task_metadata)
+        return applied_instruction(self.template, instruction, source, with_examples)
+
     def is_query_side(self, prompt_type: PromptType | None) -> bool:
         if prompt_type is None:  # symmetric task: the reference treats every text as a query
             return self.config.symmetric == "prompt-all"

@@ -91,9 +91,20 @@ def resolve_source(source: str) -> str:
     return str(out)
 
 
+def load_mteb_model(config: ModelConfig) -> Any:
+    """backend=mteb: the model as mteb itself builds it (`mteb.get_model`: the registered ModelMeta's
+    loader and loader_kwargs at mteb's pinned revision), so its vectors are a plain mteb run's."""
+    import mteb
+
+    device = None if config.device == "auto" else config.device
+    return mteb.get_model(config.name, revision=config.revision, device=device)
+
+
 def load_backend(config: ModelConfig) -> Any:
     from evalharness.encoders.backends import DecoderBackend, SentenceTransformerBackend
 
+    if config.backend == "mteb":
+        return load_mteb_model(config)
     path = resolve_source(config.source)
     revision = None if Path(path).exists() else config.revision
     if config.backend == "sentence-transformers":
@@ -135,7 +146,8 @@ def build_model_meta(
     if config.name in MODEL_REGISTRY:
         base = mteb.get_model_meta(config.name)
         update["revision"] = config.revision or base.revision
-        update["use_instructions"] = True
+        if config.backend != "mteb":  # our templates give every model an instruction; mteb's wrapper may not
+            update["use_instructions"] = True
         update.update(config.meta)
         return base.model_copy(update=update, deep=True)
     fields: dict[str, Any] = {

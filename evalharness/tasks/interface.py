@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from evalharness.config import RunConfig
     from evalharness.encoders.cache import EmbeddingCache
     from evalharness.encoders.icl import ICLEncoder
+    from evalharness.encoders.mteb_model import MtebModelEncoder
 
 
 @dataclass
@@ -34,7 +35,7 @@ class CellContext:
     results: mteb.ResultCache
     instructions: Mapping[str, str]
     cache: EmbeddingCache
-    encoder: Callable[[Any], ICLEncoder]
+    encoder: Callable[[Any], ICLEncoder | MtebModelEncoder]  # one interface: backend=mteb's is the second
     before_encode: Callable[[], None]
 
 

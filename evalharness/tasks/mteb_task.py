@@ -105,7 +105,6 @@ class MtebTask:
         from mteb.models.search_wrappers import SearchEncoderWrapper
 
         from evalharness.examples import build_example_set
-        from evalharness.instructions import applied_instruction, resolve_instruction
 
         cfg, cell, name = ctx.cfg, ctx.cell, self.name
         task = self.instance()
@@ -136,7 +135,6 @@ class MtebTask:
         (task_result,) = result.task_results
         # after the result, before the manifest entry that makes the task done
         kept = per_item.write(ctx.exp_dir, per_item.from_result(record, task_result))
-        instruction, source = resolve_instruction(task.metadata, ctx.instructions)
         used = examples.used().get(name, [])
         if ranked is not None:
             rankings.attach_examples(ranked, getattr(encoder, "carried", {}).get(name), used)
@@ -153,7 +151,7 @@ class MtebTask:
             "main_score_name": task.metadata.main_score,
             "main_score": float(task_result.get_score()),
             **selection(task),
-            **applied_instruction(encoder.template, instruction, source, bool(used)),
+            **encoder.instruction_record(task.metadata, bool(used)),
             "examples": used,
             "empty_texts": empty,
             "cache": ctx.cache.stats(),

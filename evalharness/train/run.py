@@ -99,11 +99,18 @@ def validate(cfg: TrainConfig) -> TrainPlan:
         )
     if cfg.mine.negatives and len(cfg.mine.rank_range) != 2:
         problems.append(f"mine.rank_range={cfg.mine.rank_range}; give [first, last) ranks, e.g. [2, 100]")
+    models = {"model": cfg.model}
     if cfg.mine.model:
         try:
-            load_model_config(cfg.mine.model)
+            models["mine.model"] = load_model_config(cfg.mine.model)
         except ValueError as err:
             problems.append(f"mine.model: {err}")
+    problems += [
+        f"{key}: backend=mteb runs mteb's own wrapper, for evaluation only; train and mine with "
+        "backend=decoder (or sentence-transformers for mining)"
+        for key, m in models.items()
+        if m.backend == "mteb"
+    ]
     if problems:
         raise TrainDataError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
     batches = StepBatches(datasets, cfg.batch_size, cfg.seed, world_size(), cfg.symmetric_batch_size)
