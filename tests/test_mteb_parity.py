@@ -427,3 +427,15 @@ def test_qwen3_sequences_end_as_the_tokenizer_ends_them(name):
     assert "add_eos_token" not in mteb_model(PARITY[name]).model.kwargs.get("tokenizer_kwargs", {})
     (item, *_) = ours(name, "SciFact", PromptType.query)
     assert _our_ids(_CharTokenizer([], [151643], 151645), item) == [*map(ord, item.text), 151643]
+
+
+def test_weights_load_at_the_revision_the_results_are_filed_under():
+    """A registered hub model without a revision in its config loads mteb's pinned revision, the one
+    `build_model_meta` files its results under; a local or other source keeps its own."""
+    from evalharness.encoders.loading import build_model_meta, hub_revision
+
+    cfg = ModelConfig(name="Qwen/Qwen3-Embedding-0.6B", source="Qwen/Qwen3-Embedding-0.6B")
+    assert hub_revision(cfg) == build_model_meta(cfg).revision == mteb.get_model_meta(cfg.name).revision
+    assert hub_revision(ModelConfig(name="Qwen/Qwen3-Embedding-0.6B", source="/models/qwen3")) is None
+    assert hub_revision(ModelConfig(name="org/unknown", source="org/unknown")) is None
+    assert hub_revision(ModelConfig(name="org/unknown", source="org/unknown", revision="abc")) == "abc"

@@ -100,13 +100,25 @@ def load_mteb_model(config: ModelConfig) -> Any:
     return mteb.get_model(config.name, revision=config.revision, device=device)
 
 
+def hub_revision(config: ModelConfig) -> str | None:
+    """The revision to load from the hub: the config's, else mteb's pinned one for a model mteb
+    registers under the same id (what `build_model_meta` files the results under), so the weights are
+    the ones the results folder names, not whatever the hub holds today."""
+    if config.revision or config.source != config.name:
+        return config.revision
+    from mteb.models.model_implementations import MODEL_REGISTRY
+
+    meta = MODEL_REGISTRY.get(config.name)
+    return getattr(meta, "revision", None)
+
+
 def load_backend(config: ModelConfig) -> Any:
     from evalharness.encoders.backends import DecoderBackend, SentenceTransformerBackend
 
     if config.backend == "mteb":
         return load_mteb_model(config)
     path = resolve_source(config.source)
-    revision = None if Path(path).exists() else config.revision
+    revision = None if Path(path).exists() else hub_revision(config)
     if config.backend == "sentence-transformers":
         return SentenceTransformerBackend(path, revision=revision, device=config.device)
     backend = DecoderBackend(
