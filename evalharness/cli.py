@@ -154,6 +154,7 @@ def _summarise(records) -> str:
 #: Failures a user can fix: printed as one "error: ..." message (exit status 2), no traceback.
 def _anticipated() -> tuple[type[BaseException], ...]:
     from evalharness.encoders.attention import AttentionError
+    from evalharness.encoders.loading import ModelLoadError
     from evalharness.examples import ExampleError
     from evalharness.instructions import InstructionError
     from evalharness.plan import ConfigError
@@ -162,8 +163,8 @@ def _anticipated() -> tuple[type[BaseException], ...]:
     from evalharness.train.data import TrainDataError
 
     return (
-        AttentionError, ConfigError, ExampleError, InstructionError, PromptError, TaskResolutionError, TrainDataError,
-        FloatingPointError,
+        AttentionError, ConfigError, ExampleError, InstructionError, ModelLoadError, PromptError,
+        TaskResolutionError, TrainDataError, FloatingPointError,
     )  # fmt: skip
 
 

@@ -225,3 +225,25 @@ def test_an_unknown_name_and_airbench_fail_at_validation_with_exit_2_and_no_trac
     assert "Did you mean sentence-transformers/all-MiniLM-L6-v2" in err
     assert "backend=mteb evaluates mteb tasks only, not the AIR-Bench datasets" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("model", ["model=mteb", "model=qwen3-embedding-0.6b"])
+def test_a_model_the_offline_machine_does_not_have_is_an_error_that_says_how_to_get_it(
+    tmp_path, capsys, monkeypatch, model
+):
+    """No hub and not in the hub cache: one `error:` line naming the download, no traceback, and no
+    result or done manifest entry left behind."""
+    from evalharness.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    name = ["model.name=sentence-transformers/all-MiniLM-L12-v2"] if model == "model=mteb" else []
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", model, *name, "benchmark=custom", "benchmark.tasks=[OfflineLeeSTS]", "shots=[0]",
+              f"results_dir={out}", "embedding_cache=null"])  # fmt: skip
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model ") and "Traceback" not in err
+    assert "hf download" in err and "model.source to a local folder" in err
+    assert not list(out.rglob("OfflineLeeSTS.json"))
+    assert not any(json.loads(m.read_text()).get("tasks") for m in out.rglob("manifest.json"))

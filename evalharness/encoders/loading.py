@@ -8,13 +8,14 @@ then about a second per load).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,26 @@ def load_mteb_model(config: ModelConfig) -> Any:
     return mteb.get_model(config.name, revision=config.revision, device=device)
 
 
+class ModelLoadError(RuntimeError):
+    """The weights could not be had (no hub access and not in the local cache, a wrong id or path);
+    the message says how to get them."""
+
+
+@contextlib.contextmanager
+def _loading(config: ModelConfig, revision: str | None) -> Iterator[None]:
+    try:
+        yield
+    except OSError as err:
+        if isinstance(err, FileNotFoundError) and "offline model package" in str(err):
+            raise
+        at = f" --revision {revision}" if revision else ""
+        raise ModelLoadError(
+            f"model {config.name}: cannot load {config.source} ({str(err).splitlines()[0]}). Without hub "
+            f"access, download it where the hub is reachable (`hf download {config.source}{at}`, then copy "
+            "the hub cache) or set model.source to a local folder; check the id for typos"
+        ) from err
+
+
 def hub_revision(config: ModelConfig) -> str | None:
     """The revision to load from the hub: the config's, else mteb's pinned one for a model mteb
     registers under the same id (what `build_model_meta` files the results under), so the weights are
@@ -113,15 +134,31 @@ def hub_revision(config: ModelConfig) -> str | None:
 
 
 def load_backend(config: ModelConfig) -> Any:
-    from evalharness.encoders.backends import DecoderBackend, SentenceTransformerBackend
-
     if config.backend == "mteb":
-        return load_mteb_model(config)
+        with _loading(config, config.revision):
+            return load_mteb_model(config)
     path = resolve_source(config.source)
     revision = None if Path(path).exists() else hub_revision(config)
+    with _loading(config, revision):
+        backend = _backend(config, path, revision)
+    vocab = backend.tokenizer.get_vocab() if config.backend == "decoder" else None
+    missing = [t for t in config.special_tokens if t not in vocab] if vocab is not None else []
+    if missing:
+        logger.warning(
+            "%s: tokenizer lacks the special tokens %s that the template relies on; they will be split "
+            "into ordinary tokens",
+            config.name,
+            missing,
+        )
+    return backend
+
+
+def _backend(config: ModelConfig, path: str, revision: str | None) -> Any:
+    from evalharness.encoders.backends import DecoderBackend, SentenceTransformerBackend
+
     if config.backend == "sentence-transformers":
         return SentenceTransformerBackend(path, revision=revision, device=config.device)
-    backend = DecoderBackend(
+    return DecoderBackend(
         path,
         revision=revision,
         dtype=config.dtype,
@@ -133,16 +170,6 @@ def load_backend(config: ModelConfig) -> Any:
         max_tokens_per_batch=config.max_tokens_per_batch,
         devices=config.devices,
     )
-    vocab = backend.tokenizer.get_vocab()
-    missing = [t for t in config.special_tokens if t not in vocab]
-    if missing:
-        logger.warning(
-            "%s: tokenizer lacks the special tokens %s that the template relies on; they will be split "
-            "into ordinary tokens",
-            config.name,
-            missing,
-        )
-    return backend
 
 
 def build_model_meta(
