@@ -311,7 +311,7 @@ th, td { border: 1px solid #d0d0d0; padding: 0.25rem 0.5rem; text-align: right; 
 th { background: #f3f3f3; } td:first-child, th.row_heading { text-align: left; }
 .problems li { color: #8a4b00; } img { max-width: 100%; border: 1px solid #e0e0e0; margin: 0.5rem 0; }
 code { background: #f3f3f3; padding: 0 0.2rem; }
-table.effect td.text { text-align: left; max-width: 40rem; } td.pos { color: #0a6b2b; } td.neg { color: #a11d1d; }
+table.effect td.text, table.effect th { text-align: left; max-width: 40rem; } td.pos { color: #0a6b2b; } td.neg { color: #a11d1d; }
 details { margin: 0.3rem 0; font-size: 0.85rem; }
 """
 
