@@ -6,14 +6,23 @@ manifest entry, written last, names it; a task whose file is missing is run agai
 `evalharness-per-item/1`:
 
     {"format": "evalharness-per-item/1", "task": "...", "metric": "ndcg_at_10",
-     "kind": "mean" | "spearman" | "pearson" | "max_ap", "unit": "query" | "pair" | "experiment",
+     "kind": "mean" | "spearman" | "pearson" | "max_ap",
+     "unit": "query" | "pair" | "item" | "experiment",
      "columns": [...], "signs": [...],                      # max_ap only: one column per scoring function
-     "parts": [{"split": "test", "subset": "default", "ids": [...], "values": [...], "gold": [...]}]}
+     "parts": [{"split": "test", "subset": "default", "ids": [...], "values": [...], "gold": [...],
+                "experiments": [...]}]}                      # unit "item" only
 
 - **mean** (retrieval and reranking: mteb's per-query pytrec_eval values, from the task's own
-  `task_specific_scores` hook; AIR-Bench: pytrec_eval on the same qrels and rankings; classification:
-  mteb's `scores_per_experiment`; clustering: mteb's per-experiment `v_measures`): a part's score is
-  the mean of its values.
+  `task_specific_scores` hook; AIR-Bench: pytrec_eval on the same qrels and rankings; clustering:
+  mteb's per-experiment `v_measures`): a part's score is the mean of its values.
+- **mean over test items** (classification scored by accuracy): mteb fits `n_experiments` classifiers,
+  each on another small train sample, and scores each on the *same* test set. Per test item the value
+  is the share of experiments that classified it correctly (from each experiment's predictions, via
+  the task's `_calculate_scores`); their mean is the mean of the experiments' accuracies, mteb's main
+  score. The units are then the test set's items, which is what test-set sampling varies; the
+  experiments' accuracies stay in `experiments` (the spread the choice of train sample adds).
+  Classification scored otherwise (F1, AP: not a mean over items), multilabel and cross-validated
+  tasks keep mteb's `scores_per_experiment` (unit "experiment").
 - **spearman / pearson** (STS): `values` are the predicted similarities of the main metric's scoring
   function, `gold` the normalised gold scores; a part's score is their correlation.
 - **max_ap** (pair classification): `values` holds one column per scoring function, `gold` the labels;
@@ -83,6 +92,8 @@ class Record:
     columns: list[str] = field(default_factory=list)
     signs: list[float] = field(default_factory=list)
     missing: str | None = None  # why there are no per-item values (then `parts` is empty)
+    # unit "item": per (split, subset), each experiment's 0/1 correctness per test item, in order
+    correct: dict[tuple[str, str], list[list[int]]] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         out = {"format": FORMAT, "task": self.task, "metric": self.metric, "kind": self.kind,
@@ -158,6 +169,32 @@ def _pair_hook(task: Any, record: Record) -> None:
     task._compute_metrics = _compute_metrics
 
 
+def _classification_hook(task: Any, record: Record) -> None:
+    """Each experiment's predictions on the test items, as correct / not (the test set is the same
+    for every experiment of a part, so a test item has one value per experiment)."""
+    current = _current_part_hook(task)
+    original = task._calculate_scores
+
+    def _calculate_scores(y_test, y_pred):
+        correct = [int(t == p) for t, p in zip(list(y_test), list(y_pred), strict=True)]
+        record.correct.setdefault((current["split"], current["subset"]), []).append(correct)
+        return original(y_test, y_pred)
+
+    task._calculate_scores = _calculate_scores
+
+
+def _per_test_item(task: Any, metric: str) -> bool:
+    """Classification whose main score is a mean over test items scored by every experiment."""
+    from mteb.abstasks import AbsTaskClassification, AbsTaskMultilabelClassification
+
+    return (
+        metric == "accuracy"
+        and isinstance(task, AbsTaskClassification)
+        and not isinstance(task, AbsTaskMultilabelClassification)
+        and not getattr(task, "is_cross_validation", False)
+    )
+
+
 def _family(task: Any) -> str:
     from mteb.abstasks import (
         AbsTaskClassification,
@@ -195,6 +232,9 @@ def capture(task: Any) -> Iterator[Record]:
     elif family == "pair" and metric == "max_ap":
         record.kind, record.unit = "max_ap", "pair"
         _pair_hook(task, record)
+    elif family == "classification" and _per_test_item(task, metric):
+        record.unit = "item"  # assembled from the experiments' predictions in `from_result`
+        _classification_hook(task, record)
     elif family in ("classification", "clustering"):
         record.unit = "experiment"  # read from the result file: see `from_result`
     else:
@@ -208,7 +248,10 @@ def capture(task: Any) -> Iterator[Record]:
 
 def from_result(record: Record, result: Any) -> Record:
     """Classification and clustering: mteb keeps each experiment's score in the result itself
-    (`scores_per_experiment`, `v_measures`); copy the main metric's values out of it."""
+    (`scores_per_experiment`, `v_measures`); copy the main metric's values out of it. Classification
+    by test item: each item's share of correct experiments, beside the experiments' accuracies."""
+    if record.unit == "item" and not record.missing:
+        return _test_items(record, result)
     if record.unit != "experiment" or record.missing:
         return record
     for split, entries in result.scores.items():
@@ -219,6 +262,22 @@ def from_result(record: Record, result: Any) -> Record:
                 return record
             record.parts.append({"split": split, "subset": entry.get("hf_subset", "default"),
                                  "ids": [str(i) for i in range(len(values))], "values": values})  # fmt: skip
+    return record
+
+
+def _test_items(record: Record, result: Any) -> Record:
+    for split, entries in result.scores.items():
+        for entry in entries:
+            subset = entry.get("hf_subset", "default")
+            runs = record.correct.get((split, subset))
+            if not runs or len({len(r) for r in runs}) != 1:
+                record.parts, record.missing = [], f"no per-test-item predictions for {split}/{subset}"
+                return record
+            table = [[float(c) for c in run] for run in runs]
+            per_item = [sum(column) / len(table) for column in zip(*table, strict=True)]
+            record.parts.append({"split": split, "subset": subset, "ids": [str(i) for i in range(len(per_item))],
+                                 "values": per_item,
+                                 "experiments": [sum(run) / len(run) for run in table]})  # fmt: skip
     return record
 
 
@@ -277,6 +336,8 @@ def selected_parts(parts: Sequence[dict[str, Any]], chosen: set[tuple[str, str]]
 #: Per-item columns after the cell's columns (`evalharness.results.CELL_COLUMNS`): one row per item
 #: (per item and scoring function for max_ap, `column` naming it; "" otherwise).
 ITEM_COLUMNS = ["task", "split", "subset", "metric", "kind", "unit", "item", "column", "value", "gold"]
+#: Classification by test item: each experiment's accuracy per part (the train-sample spread).
+EXPERIMENT_COLUMNS = ["task", "split", "subset", "experiment", "value"]
 NO_FILE = "no per-item file (results from elsewhere, or written before evalharness kept per-item values)"
 
 
@@ -316,3 +377,17 @@ def frame(data: Mapping[str, Any], base: Mapping[str, Any], chosen: set[tuple[st
     for key, value in reversed(list(base.items())):
         out.insert(0, key, value)
     return out
+
+
+def experiment_frame(data: Mapping[str, Any], base: Mapping[str, Any], chosen: set[tuple[str, str]]) -> Any:
+    """The selected parts' per-experiment scores kept beside per-test-item values (unit "item"), as
+    tidy rows; empty for other units, whose items are the experiments themselves."""
+    import pandas as pd
+
+    rows = [
+        {**base, "task": data["task"], "split": part["split"], "subset": part["subset"], "experiment": i,
+         "value": float(v)}
+        for part in selected_parts(data["parts"], chosen)
+        for i, v in enumerate(part.get("experiments") or [])
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=[*base, *EXPERIMENT_COLUMNS])

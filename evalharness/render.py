@@ -206,7 +206,7 @@ def _significance_sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
         out = [
             ("##", title, intro(sig), False),
             ("###", "Per type and over all tasks (mean Δ of the tasks with a CI)", pooled_texts(sig, rep.comparison), False),
-            ("###", "Per task (Δ [CI] Holm-adjusted p)", task_texts(sig, rep.comparison), False),
+            ("###", "Per task (Δ [simultaneous CI] Holm-adjusted p)", task_texts(sig, rep.comparison), False),
         ]  # fmt: skip
     if not sig.seeds.empty:
         out.append(

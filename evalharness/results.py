@@ -47,6 +47,7 @@ CELL_COLUMNS = ["model", "revision", "experiment", "shots", "strategy", "seed", 
 _NOT_TASK_FILES = {"model_meta.json", "manifest.json"}
 ITEM_FRAME_COLUMNS = [*CELL_COLUMNS, *per_item.ITEM_COLUMNS]
 MISSING_COLUMNS = [*CELL_COLUMNS, "task", "reason"]
+EXPERIMENT_FRAME_COLUMNS = [*CELL_COLUMNS, *per_item.EXPERIMENT_COLUMNS]
 #: per cell and task, its kept rankings file (evalharness.rankings) and the examples its cell used
 RANKING_COLUMNS = [*CELL_COLUMNS, "task", "file", "examples"]
 # mteb's experiment-name keys (see runner.Cell.experiment_kwargs) -> our column names
@@ -73,6 +74,8 @@ class Results:
     #: per cell and task without per-item values, why (the report says so instead of a CI)
     items_missing: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MISSING_COLUMNS))
     rankings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RANKING_COLUMNS))
+    #: classification by test item: each experiment's score per part (how much the train sample moves it)
+    experiments: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EXPERIMENT_FRAME_COLUMNS))
 
     def main(self, selected_only: bool = True) -> pd.DataFrame:
         """The rows of each task's main score (the number leaderboards rank by), by default only on the
@@ -222,6 +225,7 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
     rows: list[dict[str, Any]] = []
     selections: list[dict[str, Any]] = []
     items: list[pd.DataFrame] = []
+    experiments: list[pd.DataFrame] = []
     missing_items: list[dict[str, Any]] = []
     ranked: list[dict[str, Any]] = []
     for folder, model_dir, experiment in _cell_folders(base):
@@ -271,7 +275,8 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
                 ranked.append({**cell_key, "task": result.task_name, "file": str(folder / entry["rankings"]),
                                "examples": entry.get("examples") or []})  # fmt: skip
             if found is not None:
-                items.append(found)
+                items.append(found[0])
+                experiments.append(found[1])
             else:
                 missing_items.append({**cell_key, "task": result.task_name, "reason": reason})
     if not rows:
@@ -291,6 +296,9 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
         item_frame,
         pd.DataFrame(missing_items, columns=MISSING_COLUMNS),
         pd.DataFrame(ranked, columns=RANKING_COLUMNS),
+        pd.concat([e for e in experiments if len(e)], ignore_index=True)
+        if any(len(e) for e in experiments)
+        else pd.DataFrame(columns=EXPERIMENT_FRAME_COLUMNS),
     )
 
 
@@ -302,13 +310,15 @@ def _items(
     chosen: set[tuple[str, str]],
     where: str,
     problems: list[str],
-) -> tuple[pd.DataFrame | None, str]:
-    """The task's per-item rows, or None and why there are none."""
+) -> tuple[tuple[pd.DataFrame, pd.DataFrame] | None, str]:
+    """The task's per-item rows and per-experiment rows (per_item.experiment_frame), or None and why
+    there are none."""
     file = folder / entry["per_item"] if entry.get("per_item") else per_item.path(folder, task)
     if not file.exists():
         return None, entry.get("per_item_missing") or per_item.NO_FILE
     try:
-        return per_item.frame(per_item.read(file), cell_key, chosen), ""
+        data = per_item.read(file)
+        return (per_item.frame(data, cell_key, chosen), per_item.experiment_frame(data, cell_key, chosen)), ""
     except (OSError, ValueError, KeyError, TypeError) as err:
         problems.append(f"{where}: unreadable per-item file {file}: {type(err).__name__}: {err}")
         return None, f"unreadable per-item file ({type(err).__name__})"

@@ -7,9 +7,21 @@ for a "mean" score the seeds' values are averaged per unit first (the mean of se
 score of those averages); for correlation and max-AP scores each seed is compared on its own and the
 seeds' bootstrap distributions are averaged. An aggregate task (CQADupstack) pools its sub-tasks the
 same way. A pooled row has no permutation test; its p-value is the bootstrap's two-sided tail mass
-(say so where it is shown). Holm adjusts the p-values of one column across its tasks. Type and
-overall rows average the tasks' bootstrap distributions (`stats.pooled_delta`). Where a statistic
-cannot be computed the row says why instead.
+(say so where it is shown). Units that are a handful of experiments (clustering's 10 v-measures) get a
+paired t-interval and t-test instead (`evalharness.t_interval`): a percentile bootstrap over 10 units is
+too narrow. Classification scored by accuracy has test items as units (`evalharness.per_item`), and
+its row also gives the SD of the Δ over mteb's experiments (`train_sd`: how much the choice of train
+sample moves it).
+
+CIs and verdicts agree by construction. Holm adjusts the p-values of one column across its m tested
+tasks, and the per-task CIs of that column are read at the Bonferroni level 1 - alpha/m (`ci_level`),
+so they are simultaneous for the family the verdict is about: a t-interval or a bootstrap-p row whose CI
+excludes 0 has p < alpha/m, hence a Holm p < alpha. Holm's step-down is less strict than Bonferroni's,
+so a marked Δ may still have a CI that touches 0 (the intro says so). The one way the two can part is a
+permutation-tested row whose bootstrap interval excludes 0 while the exact-under-the-null permutation
+test does not reject: that row's note says so. Type and overall rows average the tasks' bootstrap
+distributions (`stats.pooled_delta`) and read their CI at the nominal level: each is one quantity, not
+a family. Where a statistic cannot be computed the row says why instead.
 """
 
 from __future__ import annotations
@@ -20,17 +32,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from evalharness import per_item, stats
+from evalharness import per_item, stats, t_interval
 from evalharness.comparison import MEAN_TASKS, Comparison, baseline_columns, cell_key, column_labels, wide
 from evalharness.results import Results
 from evalharness.taskinfo import aggregate_children, benchmark_of_type, type_key
 
-TASK_COLUMNS = ["column", "baseline", "task", "task_type", "delta", "low", "high", "p", "p_holm",
-                "significant", "n", "unit", "test", "note"]  # fmt: skip
+TASK_COLUMNS = ["column", "baseline", "task", "task_type", "delta", "low", "high", "ci_level", "p", "p_holm",
+                "significant", "n", "unit", "test", "train_sd", "note"]  # fmt: skip
 POOLED_COLUMNS = ["column", "baseline", "group", "delta", "low", "high", "n_tasks"]
 SEED_COLUMNS = ["column", "task", "n_seeds", "mean", "std", "per_seed"]
-PERMUTATION, BOOTSTRAP = "permutation", "bootstrap"
-_PLURAL = {"query": "queries", "pair": "pairs", "experiment": "experiments"}
+PERMUTATION, BOOTSTRAP, T_TEST = "permutation", "bootstrap", "t"
+_PLURAL = {"query": "queries", "pair": "pairs", "item": "test items", "experiment": "experiments"}
+DISAGREE = (
+    "the bootstrap CI excludes 0 but the permutation test does not reject at this level: too few or too "
+    "skewed units for the interval; the test decides"
+)
 
 
 @dataclass
@@ -143,6 +159,12 @@ def _paired(
 ) -> tuple[list[stats.Delta], str, str, str]:
     """A mean score averages the seeds per unit (then one paired test); a correlation or AP score
     compares each seed with the one baseline, for `_pool` to average."""
+    if kind == "mean" and unit == "experiment":  # a handful of units: see evalharness.t_interval
+        d = t_interval.paired_t_delta(
+            _sample(a_groups[0], keys, a_groups), _sample(b_groups[0], keys, b_groups),
+            confidence=conf, resamples=resamples, seed=seed,
+        )  # fmt: skip
+        return [d], unit, T_TEST if d.method == "t" else PERMUTATION, ""
     if kind == "mean" or (len(a_groups) == 1 and len(b_groups) == 1):
         d = stats.paired_delta(
             _sample(a_groups[0], keys, a_groups if kind == "mean" else ()),
@@ -165,8 +187,14 @@ def _pool(deltas: Sequence[stats.Delta], confidence: float) -> stats.Delta:
         return deltas[0]
     distribution = np.mean([d.distribution for d in deltas], axis=0)
     mean, low, high = stats.pooled_delta(deltas, confidence)
+    return stats.Delta(mean, low, high, bootstrap_p(distribution), deltas[0].n, confidence, distribution)
+
+
+def bootstrap_p(distribution: np.ndarray) -> float:
+    """Two-sided tail mass of a bootstrap distribution beyond 0: below alpha exactly when the
+    percentile CI at 1 - alpha excludes 0 (up to the quantile's interpolation)."""
     tail = min(np.mean(distribution <= 0), np.mean(distribution >= 0))
-    return stats.Delta(mean, low, high, float(min(1.0, 2 * tail)), deltas[0].n, confidence, distribution)
+    return float(min(1.0, 2 * tail))
 
 
 def significance(
@@ -194,7 +222,7 @@ def significance(
                 rows.append({**row, "note": reasons[0]})
                 continue
             deltas = [d for ds, _, _, _ in found for d in ds]
-            test = PERMUTATION if len(deltas) == 1 and found[0][2] == PERMUTATION else BOOTSTRAP
+            test = found[0][2] if len(deltas) == 1 else BOOTSTRAP
             pooled = _pool(deltas, confidence)
             if np.isnan(pooled.delta):
                 rows.append(
@@ -204,15 +232,49 @@ def significance(
             kept[(column, task)] = pooled
             n_units = sum(ds[0].n for ds, _, _, _ in found)  # seeds share units; sub-tasks add theirs
             rows.append(
-                {**row, "delta": 100 * pooled.delta, "low": 100 * pooled.low, "high": 100 * pooled.high,
-                 "p": pooled.p_value, "n": n_units, "unit": found[0][1], "test": test, "note": ""}
+                {**row, "delta": 100 * pooled.delta, "p": pooled.p_value, "n": n_units, "unit": found[0][1],
+                 "test": test, "train_sd": _train_sd(results, a_cells, b_cells, task), "note": ""}
             )  # fmt: skip
     tasks = pd.DataFrame(rows, columns=TASK_COLUMNS)
-    for _, group in tasks.groupby("column", sort=False):
-        tested = group[group["p"].notna()]
-        tasks.loc[tested.index, "p_holm"] = stats.holm(list(tested["p"]))
-    tasks["significant"] = tasks["p_holm"].lt(_alpha(confidence))
+    _family_verdicts(tasks, kept, confidence)
     return Significance(tasks, _pooled(tasks, kept, confidence), _seeds(seeds), confidence, resamples)
+
+
+def _family_verdicts(tasks: pd.DataFrame, kept: dict, confidence: float) -> None:
+    """Per column: Holm over its m tested tasks, CIs at the Bonferroni level 1 - alpha/m, and a note
+    where a CI excludes 0 but the verdict is "not significant" (see the module docstring)."""
+    alpha = _alpha(confidence)
+    for column, group in tasks.groupby("column", sort=False):
+        tested = group[group["p"].notna()]
+        if tested.empty:
+            continue
+        level = 1 - alpha / len(tested)
+        tasks.loc[tested.index, "p_holm"] = stats.holm(list(tested["p"]))
+        tasks.loc[tested.index, "ci_level"] = level
+        for index, task in zip(tested.index, tested["task"], strict=True):
+            low, high = stats.interval(kept[(column, task)], level)
+            tasks.loc[index, ["low", "high"]] = [100 * low, 100 * high]
+    tasks["significant"] = tasks["p_holm"].lt(alpha)
+    excludes = (tasks["low"].gt(0) | tasks["high"].lt(0)) & ~tasks["significant"]
+    tasks.loc[excludes, "note"] = DISAGREE
+
+
+def _train_sd(results: Results, a_cells: Sequence[str], b_cells: Sequence[str], task: str) -> float:
+    """Classification by test item: the SD (x100) over mteb's experiments of the Δ, each experiment's
+    accuracy averaged over the setting's seeds and the task's parts; NaN where none are kept."""
+    frame = results.experiments
+    if frame.empty:
+        return np.nan
+    frame = frame[frame["task"] == task].assign(cell=lambda f: cell_key(f))
+
+    def per_experiment(cells: Sequence[str]) -> pd.Series:
+        mine = frame[frame["cell"].isin(cells)]
+        return mine.groupby(["split", "subset", "experiment"])["value"].mean().groupby("experiment").mean()
+
+    a, b = per_experiment(a_cells), per_experiment(b_cells)
+    if len(a) < 2 or not a.index.equals(b.index):
+        return np.nan
+    return float(100 * (a - b).std(ddof=1))
 
 
 def _pooled(tasks: pd.DataFrame, kept: dict, confidence: float) -> pd.DataFrame:
@@ -265,8 +327,13 @@ def task_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
             texts.append(f"no CI: {row.note}")
             continue
         mark = " *" if row.significant else ""
-        pooled = " (bootstrap p)" if row.test == BOOTSTRAP else ""
-        texts.append(f"{_interval(row.delta, row.low, row.high)} p={row.p_holm:.4g}{pooled}{mark}")
+        test = {BOOTSTRAP: " (bootstrap p)", T_TEST: " (t-test)"}.get(row.test, "")
+        text = f"{_interval(row.delta, row.low, row.high)} p={row.p_holm:.4g}{test}{mark}"
+        if not pd.isna(row.train_sd):
+            text += f", train-sample SD {row.train_sd:.2f}"
+        if row.note:
+            text += f" — {row.note}"
+        texts.append(text)
     return wide(comp, sig.tasks.assign(text=texts), "text")
 
 
@@ -310,12 +377,19 @@ def no_ci_reasons(sig: Significance) -> str:
 def intro(sig: Significance) -> str:
     level = f"{100 * sig.confidence:g}%"
     return (
-        f"Δ vs the baseline (×100) with its {level} paired bootstrap CI over the task's units (queries, pairs, "
-        f"experiments; {sig.resamples} resamples, scipy.stats.bootstrap) and the p-value of a paired permutation "
-        "test (scipy.stats.permutation_test), Holm-adjusted across each column's tasks; * marks p < "
-        f"{sig.alpha:.2g} after that adjustment. Seeds of a setting: a mean score (nDCG, accuracy) is averaged "
-        "over the seeds unit by unit and tested once; a correlation or AP score is compared seed by seed and the "
-        "seeds' bootstrap distributions averaged, as an aggregate task (CQADupstack) averages its sub-tasks'; "
-        "those rows show a bootstrap p. Type and overall rows average the tasks' bootstrap distributions. "
-        "Unadjusted p-values are in significance.csv."
+        f"Δ vs the baseline (×100). Per task: a paired CI over the task's units (queries, pairs, test items; "
+        f"{sig.resamples} resamples, scipy.stats.bootstrap, percentile) and the p-value of a paired permutation test "
+        "(scipy.stats.permutation_test), Holm-adjusted across each column's tasks; * marks an adjusted p < "
+        f"{sig.alpha:.2g}. CIs and marks agree: a task's CI is read at the Bonferroni level for its column's m tasks "
+        f"(1 − α/m with α = {sig.alpha:.2g}; `ci_level` in significance.csv), so a CI that excludes 0 is significant "
+        "after the adjustment too, while Holm, less strict than Bonferroni, may mark a Δ whose CI touches 0. "
+        "Units that are mteb's experiments (clustering: 10) are too few for a bootstrap: those rows use a paired "
+        "t-interval and t-test (scipy.stats.t), and with n = 10 only large Δs can be told from noise. "
+        "Classification's units are its test items (per item, the share of mteb's experiments that got it right; "
+        "their mean is the accuracy), and its train-sample SD is the spread of the Δ over those experiments, i.e. "
+        "over the train samples the classifiers were fit on. Seeds of a setting: a mean score (nDCG, accuracy) is "
+        "averaged over the seeds unit by unit and tested once; a correlation or AP score is compared seed by seed "
+        "and the seeds' bootstrap distributions averaged, as an aggregate task (CQADupstack) averages its "
+        "sub-tasks'; those rows show a bootstrap p. Type and overall rows average the tasks' bootstrap "
+        f"distributions, each with a {level} CI. Unadjusted p-values are in significance.csv."
     )

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from evalharness import ap_ranking
+
 KINDS = ("mean", "spearman", "pearson", "max_ap")
 _MAX_CELLS = 2**25  # array elements per batch of resamples (~256 MB of float64); scipy pays per batch
 
@@ -94,7 +96,9 @@ def _per_unit(array: np.ndarray, n: int, name: str, dtype: type) -> np.ndarray:
 class Delta:
     """Δ = score(a) - score(b) on one task, with its bootstrap CI and permutation p-value.
 
-    `distribution` (one Δ per bootstrap resample) is kept so that `pooled_delta` can average tasks."""
+    `distribution` (one Δ per bootstrap resample) is kept so that `pooled_delta` can average tasks and
+    `interval` can read the CI at another level. `method` says how the CI is read: "percentile" (of the
+    distribution) or "t" (Δ ± t quantile x `se` with `df` degrees of freedom: evalharness.t_interval)."""
 
     delta: float
     low: float
@@ -103,6 +107,22 @@ class Delta:
     n: int
     confidence: float
     distribution: np.ndarray
+    method: str = "percentile"
+    se: float = math.nan
+    df: float = math.nan
+
+
+def interval(d: Delta, confidence: float) -> tuple[float, float]:
+    """The Δ's CI at `confidence`, read the way its method reads it (a family of Δs reads its CIs at
+    a Bonferroni level, 1 - alpha/m: see evalharness.significance)."""
+    if d.method == "t":
+        if d.se == 0 or math.isnan(d.se):
+            return d.delta, d.delta
+        half = float(stats.t.ppf(1 - (1 - confidence) / 2, d.df)) * d.se
+        return d.delta - half, d.delta + half
+    if np.all(d.distribution == d.delta):  # identical settings, a single unit: a collapsed CI
+        return d.delta, d.delta
+    return _percentile_ci(d.distribution, confidence)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,7 +141,9 @@ def _part_scores(sample: Sample) -> np.ndarray:
     parts = _parts(sample)
     labels = np.unique(parts)
     if sample.kind == "max_ap":
-        return _ranking(sample.values, sample.signs, sample.gold, parts, labels).max_ap(np.ones(sample.n))
+        return ap_ranking.ranking(sample.values, sample.signs, sample.gold, parts, labels).max_ap(
+            np.ones(sample.n)
+        )
     stat = _statistic(sample.kind)
     gold = sample.gold if sample.gold is not None else np.zeros(sample.n)
     return np.array([stat(sample.values[parts == p], gold[parts == p]) for p in labels])
@@ -144,68 +166,6 @@ def _correlation(corr: Callable, values: np.ndarray, gold: np.ndarray) -> float:
     if len(values) < 2 or np.ptp(values) == 0 or np.ptp(gold) == 0:
         return math.nan  # scipy would warn and return NaN; checking first keeps the loops quiet
     return float(corr(values, gold).statistic)
-
-
-@dataclass(frozen=True, eq=False)
-class _Ranking:
-    """max_ap over weighted units. Each column is sorted once; a bootstrap resample is then unit
-    counts and a permutation a choice of rows, each scored in O(n) without sorting again (sorting a
-    100k-pair task for each of thousands of resamples takes minutes). A unit drawn twice is a tie
-    with itself, so its count as weight gives exactly the AP of the resampled array."""
-
-    orders: tuple[np.ndarray, ...]  # per column: rows by descending signed score
-    ends: tuple[np.ndarray, ...]  # per column: the last sorted position of each tied score
-    labels: tuple[np.ndarray, ...]  # per column: 0-1 gold in that order
-    masks: tuple[np.ndarray, ...]  # per part: which rows are in it
-
-    def max_ap(self, weights: np.ndarray) -> np.ndarray:
-        """Per part, the best column's AP with these row weights (NaN for a part without positives).
-        `weights` (n,) gives (parts,); a batch (B, n) of resamples gives (parts, B) in one pass."""
-        w = np.atleast_2d(weights)
-        out = []
-        for mask in self.masks:
-            aps = np.stack(
-                [
-                    _weighted_ap_rows(y, (w * mask)[:, o], e)
-                    for o, e, y in zip(self.orders, self.ends, self.labels, strict=True)
-                ]
-            )
-            out.append(np.where(np.isnan(aps).any(axis=0), np.nan, aps.max(axis=0)))
-        result = np.stack(out)
-        return result[:, 0] if np.ndim(weights) == 1 else result
-
-
-def _ranking(
-    values: np.ndarray, signs: tuple[float, ...], gold: np.ndarray, parts: np.ndarray, labels: np.ndarray
-) -> _Ranking:
-    orders, ends, ranked_labels = [], [], []
-    for column, sign in zip(values.T, signs, strict=True):
-        order = np.argsort(-sign * column, kind="stable")
-        orders.append(order)
-        ends.append(np.r_[np.flatnonzero(np.diff(column[order])), len(order) - 1])
-        ranked_labels.append(gold[order])
-    return _Ranking(tuple(orders), tuple(ends), tuple(ranked_labels), tuple(parts == p for p in labels))
-
-
-def _weighted_ap_rows(labels: np.ndarray, weights: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """sklearn's average_precision_score (one threshold per distinct score) with sample weights, for
-    each row of (B, n) weights over units already sorted; NaN (sklearn: 0 and a warning) without
-    positives, which says nothing of a ranking."""
-    hits = np.cumsum(weights * labels, axis=-1)[:, ends]
-    seen = np.cumsum(weights, axis=-1)[:, ends]
-    total = hits[:, -1] if hits.shape[1] else np.zeros(len(hits))
-    gain = np.diff(hits, prepend=0.0, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = np.where(gain > 0, gain * hits / seen, 0.0).sum(axis=-1) / total
-    return np.where(total > 0, ap, np.nan)
-
-
-def _counts(units: np.ndarray, n: int) -> np.ndarray:
-    """How often each of n units is drawn, per row of a (B, k) batch of drawn indices (or one row)."""
-    rows = np.atleast_2d(units).astype(int)
-    offsets = np.arange(len(rows))[:, None] * n
-    counts = np.bincount((rows + offsets).ravel(), minlength=len(rows) * n).reshape(len(rows), n)
-    return counts[0] if np.ndim(units) == 1 else counts
 
 
 def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
@@ -268,14 +228,14 @@ def _correlation_rows(kind: str, values: np.ndarray, gold: np.ndarray, axis: int
 
 def _vectorized(a: Sample) -> bool:
     """Mean scores and correlations of a one-part task are computed for whole batches of resamples
-    at once. max_ap stays one resample per call: its batched form (`_Ranking.max_ap` on (B, n)
+    at once. max_ap stays one resample per call: its batched form (`ap_ranking.Ranking.max_ap` on (B, n)
     weights, same results) moves a (B, n) array per scoring function and measured 1.6x slower."""
     return a.kind == "mean" or (a.kind != "max_ap" and len(np.unique(_parts(a))) == 1)
 
 
 def _bootstrap_problem(a: Sample, b: Sample) -> tuple[list[np.ndarray], Callable]:
     """(data, statistic) for scipy.stats.bootstrap(paired=True): the units' (a, b, [gold], parts), or
-    for max_ap the unit indices, which a _Ranking of each setting scores as counts."""
+    for max_ap the unit indices, which an ap_ranking.Ranking of each setting scores as counts."""
     parts = _parts(a)
     labels = np.unique(parts)
     if a.kind == "mean":
@@ -285,10 +245,10 @@ def _bootstrap_problem(a: Sample, b: Sample) -> tuple[list[np.ndarray], Callable
 
         return [a.values, b.values, parts], mean_statistic
     if a.kind == "max_ap":
-        rank_a, rank_b = (_ranking(s.values, s.signs, s.gold, parts, labels) for s in (a, b))
+        rank_a, rank_b = (ap_ranking.ranking(s.values, s.signs, s.gold, parts, labels) for s in (a, b))
 
         def ap_statistic(units: np.ndarray, axis: int = -1) -> np.ndarray:
-            counts = _counts(np.moveaxis(units, axis, -1), a.n)
+            counts = ap_ranking.counts(np.moveaxis(units, axis, -1), a.n)
             return _nanmean(rank_a.max_ap(counts) - rank_b.max_ap(counts), axis=0)
 
         return [np.arange(a.n)], ap_statistic
@@ -306,20 +266,42 @@ def _bootstrap_problem(a: Sample, b: Sample) -> tuple[list[np.ndarray], Callable
     return [a.values, b.values, a.gold, parts], correlation_statistic
 
 
+def _common_scale(sample: Sample) -> np.ndarray:
+    """The values on a scale two settings share, per part, without changing the setting's score:
+    ranks for Spearman and max AP (both depend on the order alone; ties stay ties), z-scores for
+    Pearson (invariant to an affine map). A permutation swaps a unit's value between the settings,
+    which only makes sense on a common scale: a 3-shot prompt moves all of a model's cosines up, and
+    mixing raw cosines of both settings made the test of a large STS gain say "noise". Mean scores
+    (nDCG, accuracy) share a scale already."""
+    if sample.kind == "mean":
+        return sample.values
+    parts = _parts(sample)
+    out = np.empty_like(sample.values)
+    for label in np.unique(parts):
+        mask = parts == label
+        part = sample.values[mask]
+        if sample.kind == "pearson":
+            spread = part.std()
+            out[mask] = (part - part.mean()) / spread if spread > 0 else 0.0
+        else:
+            out[mask] = stats.rankdata(part, axis=0)
+    return out
+
+
 def _permutation_statistic(a: Sample, b: Sample) -> Callable:
     """statistic(i_a, i_b[, axis]) for scipy.stats.permutation_test on *row indices* into the stacked
-    rows of a and b: swapping two indices swaps a unit's whole row (max_ap's rows are (F,) vectors,
+    rows of a and b (on a common scale: `_common_scale`): swapping two indices swaps a unit's whole row (max_ap's rows are (F,) vectors,
     which scipy's "samples" permutation of 1-d data could not keep together). gold and parts stay."""
     parts = _parts(a)
     labels = np.unique(parts)
-    table = np.concatenate([a.values, b.values])
+    table = np.concatenate([_common_scale(a), _common_scale(b)])
     if a.kind == "mean":
         return lambda i_a, i_b, axis=-1: _mean_delta(table[i_a] - table[i_b], parts, labels, axis)
     if a.kind == "max_ap":
-        ranking = _ranking(table, a.signs, np.tile(a.gold, 2), np.tile(parts, 2), labels)
+        ranking = ap_ranking.ranking(table, a.signs, np.tile(a.gold, 2), np.tile(parts, 2), labels)
 
         def statistic(i_a: np.ndarray, i_b: np.ndarray, axis: int = -1) -> np.ndarray:
-            w_a, w_b = (_counts(np.moveaxis(i, axis, -1), len(table)) for i in (i_a, i_b))
+            w_a, w_b = (ap_ranking.counts(np.moveaxis(i, axis, -1), len(table)) for i in (i_a, i_b))
             return _nanmean(ranking.max_ap(w_a) - ranking.max_ap(w_b), axis=0)
 
         return statistic
@@ -343,7 +325,7 @@ def paired_delta(
     over (a.values, b.values, gold, parts)), statistic = score on the resample of a minus that of b;
     p-value from scipy.stats.permutation_test with permutation_type="samples" (swaps a's and b's value
     of a unit), same statistic. Raises ValueError with a clear message if a and b differ in kind,
-    length, gold or parts. (max_ap resamples unit indices instead, scored as counts: see _Ranking.)
+    length, gold or parts. (max_ap resamples unit indices instead, scored as counts: see ap_ranking.Ranking.)
 
     Degenerate cases give an answer, not an error: identical settings (a normal case) are Δ 0, CI
     [0, 0], p 1; a single unit is its Δ with a collapsed CI and p 1 (what both resampling schemes give
@@ -353,7 +335,7 @@ def paired_delta(
 
     For pooling several tasks with `pooled_delta`, give each task its own seed (`task_seed`):
     resamples drawn with one seed for tasks of equal size are the same draws, not independent ones."""
-    _check_pair(a, b)
+    check_pair(a, b)
     n = a.n
     observed = score(a) - score(b)
     if _identical(a, b):
@@ -373,7 +355,7 @@ def task_seed(task: str, seed: int = 0) -> int:
     return zlib.crc32(f"{seed}:{task}".encode())
 
 
-def _check_pair(a: Sample, b: Sample) -> None:
+def check_pair(a: Sample, b: Sample) -> None:
     """Only two settings scored on the same units, gold and parts have a paired Δ."""
     if a.kind != b.kind:
         raise ValueError(f"cannot pair a {a.kind!r} sample with a {b.kind!r} sample")

@@ -58,6 +58,7 @@ class LocalReranking(AbsTaskRetrieval):
 TASKS = [
     "LocalRetrieval", "LocalReranking", "LocalSTS", "LocalClassification", "OfflineChatterbotRetrieval",
     "OfflineLeeSTS", "OfflineMiniNewsgroupsClustering", "OfflineRottenTomatoesPairClassification",
+    "OfflinePangLeePolarityClassification",
 ]  # fmt: skip
 
 
@@ -131,11 +132,38 @@ def test_per_item_values_give_back_mtebs_main_scores(zero_shot_run):
         assert task_score == pytest.approx(result.get_score(), abs=5e-6)
     assert kinds == {
         "LocalRetrieval": ("mean", "query"), "LocalReranking": ("mean", "query"),
-        "LocalSTS": ("spearman", "pair"), "LocalClassification": ("mean", "experiment"),
+        "LocalSTS": ("spearman", "pair"), "LocalClassification": ("mean", "item"),
+        "OfflinePangLeePolarityClassification": ("mean", "item"),
         "OfflineChatterbotRetrieval": ("mean", "query"), "OfflineLeeSTS": ("spearman", "pair"),
         "OfflineMiniNewsgroupsClustering": ("mean", "experiment"),
         "OfflineRottenTomatoesPairClassification": ("max_ap", "pair"),
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["LocalClassification", "OfflinePangLeePolarityClassification"])
+def test_classification_values_are_per_test_item_shares_of_correct_experiments(zero_shot_run, name):
+    """Accuracy is a mean over the test set's items: per item, the share of mteb's experiments
+    (classifiers fit on different train samples) that got it right; their mean is mteb's accuracy to
+    1e-6, n is the test set's size, and each experiment's accuracy is kept beside them."""
+    exp_dir, _ = zero_shot_run
+    result = mteb.TaskResult.from_disk(exp_dir / f"{name}.json")
+    data = per_item.read(exp_dir / "per_item" / f"{name}.json")
+    task = mteb.get_task(name)
+    task.load_data()
+    for part in data["parts"]:
+        (entry,) = [e for e in result.scores[part["split"]] if e["hf_subset"] == part["subset"]]
+        split = task.dataset[part["split"]] if part["subset"] == "default" and part["split"] in task.dataset else (
+            task.dataset[part["subset"]][part["split"]])  # fmt: skip
+        runs = entry["scores_per_experiment"]
+        assert (
+            len(part["values"]) == len(split) and len(part["experiments"]) == len(runs) == task.n_experiments
+        )
+        assert part["experiments"] == pytest.approx([r["accuracy"] for r in runs], abs=1e-12)
+        assert float(np.mean(part["values"])) == pytest.approx(entry["accuracy"], abs=1e-6)
+        allowed = {i / len(runs) for i in range(len(runs) + 1)}
+        assert set(np.round(part["values"], 12)) <= {round(a, 12) for a in allowed}
+        if name.startswith("Offline"):  # per item, not one number repeated (the local task's 4 are all right)
+            assert len(set(part["values"])) > 1
 
 
 def test_retrieval_values_are_per_query_ndcg(zero_shot_run):
@@ -194,7 +222,8 @@ def test_a_kill_while_writing_per_item_values_leaves_no_file_and_is_redone(
 
 
 def test_experiment_values_or_why_not():
-    """Classification keeps `scores_per_experiment`, clustering `v_measures` (one level); a task whose
+    """Classification scored otherwise than by accuracy keeps `scores_per_experiment`, clustering
+    `v_measures` (one level); a task whose
     result has no such list (hierarchical clustering) gets a reason instead of a file."""
     from types import SimpleNamespace
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalharness import per_item, stats
+from evalharness import per_item, significance, stats
 from evalharness.comparison import MEAN_TASKS
 from evalharness.plan import validate
 from evalharness.report import build_report, write_report
@@ -43,7 +43,8 @@ def test_every_delta_gets_a_ci_and_a_test_consistent_with_the_delta_table(sweep)
     rep = build_report(sweep, resamples=500)
     sig = rep.significance
     rows = sig.tasks.set_index("task")
-    assert set(rows.index) == set(TASKS) and rows["note"].eq("").all()
+    assert set(rows.index) == set(TASKS) and rows["note"].isin(["", significance.DISAGREE]).all()
+    assert rows["ci_level"].eq(1 - 0.05 / 3).all()  # simultaneous for the column's three tasks
     (column,) = rep.delta_tasks.columns
     for task in TASKS:
         row = rows.loc[task]
@@ -88,9 +89,45 @@ def test_the_retrieval_delta_is_the_paired_test_of_the_per_query_values(sweep):
         resamples=500,
         seed=stats.task_seed("LocalRetrieval"),
     )
+    low, high = stats.interval(d, row["ci_level"])  # the bootstrap's percentiles at the Bonferroni level
     assert (row["delta"], row["low"], row["high"], row["p"]) == pytest.approx(
-        (100 * d.delta, 100 * d.low, 100 * d.high, d.p_value), abs=1e-9
+        (100 * d.delta, 100 * low, 100 * high, d.p_value), abs=1e-9
     )
+    assert (low, high) == pytest.approx(
+        tuple(
+            np.percentile(d.distribution, [100 * (1 - row["ci_level"]) / 2, 100 * (1 + row["ci_level"]) / 2])
+        ),
+        abs=1e-12,
+    )
+
+
+def test_a_correlation_compares_each_seed_and_averages_their_distributions(sweep):
+    """STS with two 1-shot seeds: each seed's Spearman Δ against the one 0-shot setting, their bootstrap
+    distributions averaged resample by resample; the Δ is the mean of the two, the p the averaged
+    distribution's two-sided tail, the CI its percentiles at the column's level."""
+    rep = build_report(sweep, resamples=500)
+    row = rep.significance.tasks.set_index("task").loc["LocalSTS"]
+
+    def sample(pattern):
+        (folder,) = sweep.glob(f"results/*/*/experiments/{pattern}")
+        (part,) = per_item.read(folder / "per_item" / "LocalSTS.json")["parts"]
+        return stats.Sample(
+            "spearman", part["values"], part["gold"], parts=np.zeros(len(part["values"]), int)
+        )
+
+    zero = sample("examples_none__shots_0_*")
+    seed = stats.task_seed("LocalSTS")
+    each = [
+        stats.paired_delta(sample(f"*seed_{s}__shots_1_*"), zero, resamples=500, seed=seed) for s in (0, 1)
+    ]
+    averaged = (each[0].distribution + each[1].distribution) / 2
+    level = row["ci_level"]
+    assert row["delta"] == pytest.approx(100 * (each[0].delta + each[1].delta) / 2, abs=1e-9)
+    assert row["p"] == pytest.approx(significance.bootstrap_p(averaged), abs=1e-12)
+    assert (row["low"], row["high"]) == pytest.approx(
+        tuple(100 * np.percentile(averaged, [100 * (1 - level) / 2, 100 * (1 + level) / 2])), abs=1e-9
+    )
+    assert each[0].delta != pytest.approx(each[1].delta)  # two different seeds, so the mean matters
 
 
 def test_reports_are_reproducible_and_shown(sweep, tmp_path):
@@ -98,7 +135,7 @@ def test_reports_are_reproducible_and_shown(sweep, tmp_path):
     b = write_report(sweep, tmp_path / "b", resamples=300)[1]
     assert a == b
     assert "## Is the Δ real? Paired 95% CIs and tests vs 0-shot" in a
-    assert "### Per task (Δ [CI] Holm-adjusted p)" in a and " p=" in a
+    assert "### Per task (Δ [simultaneous CI] Holm-adjusted p)" in a and " p=" in a
     assert (tmp_path / "a" / "significance.csv").read_text() == (
         tmp_path / "b" / "significance.csv"
     ).read_text()
