@@ -20,6 +20,7 @@ from sklearn.metrics import average_precision_score
 from evalharness import per_item, store
 from evalharness.plan import validate
 from evalharness.runner import Runner
+from evalharness.tasks.offline import OfflineRottenTomatoesPairClassification
 from tests import local_tasks
 from tests.configs import run_config
 
@@ -55,10 +56,19 @@ class LocalReranking(AbsTaskRetrieval):
         self.data_loaded = True
 
 
+class LocalTwoSplitPairClassification(OfflineRottenTomatoesPairClassification):
+    """The offline pair-classification data, evaluated on two splits: each split's pairs must be filed
+    under that split (mteb's pair-classification scoring is not told which part it scores)."""
+
+    metadata = OfflineRottenTomatoesPairClassification.metadata.model_copy(
+        update={"name": "LocalTwoSplitPairClassification", "eval_splits": ["test", "train"]}
+    )
+
+
 TASKS = [
     "LocalRetrieval", "LocalReranking", "LocalSTS", "LocalClassification", "OfflineChatterbotRetrieval",
     "OfflineLeeSTS", "OfflineMiniNewsgroupsClustering", "OfflineRottenTomatoesPairClassification",
-    "OfflinePangLeePolarityClassification",
+    "OfflinePangLeePolarityClassification", "LocalTwoSplitSTS", "LocalTwoSplitPairClassification",
 ]  # fmt: skip
 
 
@@ -68,6 +78,7 @@ def _register_local_tasks():
 
     local_tasks.register()
     _TASKS_REGISTRY["LocalReranking"] = LocalReranking
+    _TASKS_REGISTRY["LocalTwoSplitPairClassification"] = LocalTwoSplitPairClassification
 
 
 def _cfg(tmp_path: Path, minilm_config, **overrides):
@@ -98,6 +109,7 @@ def zero_shot_run(tmp_path_factory, minilm_config, minilm_backend):
 
     local_tasks.register()
     _TASKS_REGISTRY["LocalReranking"] = LocalReranking
+    _TASKS_REGISTRY["LocalTwoSplitPairClassification"] = LocalTwoSplitPairClassification
     tmp = tmp_path_factory.mktemp("per_item")
     records = Runner(validate(_cfg(tmp, minilm_config)), backend=minilm_backend).run()
     (exp_dir,) = (tmp / "out").glob("results/*/*/experiments/*")
@@ -134,6 +146,7 @@ def test_per_item_values_give_back_mtebs_main_scores(zero_shot_run):
         "LocalRetrieval": ("mean", "query"), "LocalReranking": ("mean", "query"),
         "LocalSTS": ("spearman", "pair"), "LocalClassification": ("mean", "item"),
         "OfflinePangLeePolarityClassification": ("mean", "item"),
+        "LocalTwoSplitSTS": ("spearman", "pair"), "LocalTwoSplitPairClassification": ("max_ap", "pair"),
         "OfflineChatterbotRetrieval": ("mean", "query"), "OfflineLeeSTS": ("spearman", "pair"),
         "OfflineMiniNewsgroupsClustering": ("mean", "experiment"),
         "OfflineRottenTomatoesPairClassification": ("max_ap", "pair"),
