@@ -46,6 +46,8 @@ class Report:
     significance: Significance | None = None
     #: per-query gains and losses vs the baseline (evalharness.effect); empty: no kept rankings
     examples_effect: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: how the Borda table's rank stability was measured (evalharness.rank_uncertainty); "": not measured
+    borda_note: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +165,7 @@ def _sections(rep: Report) -> list[tuple[str, str, Any, bool]]:
             rep.borda.set_index(["rank", "model", "setting"]) if not rep.borda.empty else rep.borda,
             False,
         ),
+        *([("###", "How sure each Borda rank is", rep.borda_note, False)] if rep.borda_note else []),
         ("##", f"Δ vs {rep.baseline}-shot, per type (mean of per-task Δ)", rep.delta_summary, True),
         ("##", "Per task", _labelled(rep.tasks, rep.task_labels), False),
         ("##", f"Δ vs {rep.baseline}-shot, per task", rep.delta_tasks, True),

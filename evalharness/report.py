@@ -39,6 +39,7 @@ from evalharness.published import (
     reference,
     results_reference,
 )
+from evalharness.rank_uncertainty import with_stability
 from evalharness.render import Report, render_html, render_markdown
 from evalharness.results import load
 from evalharness.significance import significance
@@ -100,6 +101,7 @@ def build_report(
     delta_summary = summary(delta_tasks).drop(index=[N_TASKS]) if not delta_tasks.empty else pd.DataFrame()
     info, warnings = sel.notes(results.selections)
     refs, ref_note = reference(comp) if paper and not comp.empty else (None, "")
+    ranked, borda_note = with_stability(results, comp, confidence=confidence, resamples=resamples)
     repo_refs = (
         [(str(repo), *results_reference(comp, results, repo)) for repo in repos] if not comp.empty else []
     )
@@ -112,7 +114,7 @@ def build_report(
         summary(table),
         delta_tasks,
         delta_summary,
-        borda(comp),
+        ranked,
         [*warnings, *notes],
         refs,
         ref_note,
@@ -123,6 +125,7 @@ def build_report(
         if confidence and not comp.empty
         else None,
         examples_effect=effect.examples_effect(results, comp, baseline, examples_effect),
+        borda_note=borda_note,
     )
 
 

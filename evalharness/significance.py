@@ -70,7 +70,7 @@ def _alpha(confidence: float) -> float:
     return round(1 - confidence, 12)
 
 
-class _Samples:
+class ItemSamples:
     """Per-item values by (cell, task), turned into aligned `stats.Sample`s on demand."""
 
     def __init__(self, results: Results) -> None:
@@ -90,7 +90,9 @@ class _Samples:
         return group, ""
 
 
-def _sample(group: pd.DataFrame, keys: pd.MultiIndex, mean_of: Sequence[pd.DataFrame] = ()) -> stats.Sample:
+def aligned_sample(
+    group: pd.DataFrame, keys: pd.MultiIndex, mean_of: Sequence[pd.DataFrame] = ()
+) -> stats.Sample:
     """`group`'s values in the order of `keys` ((split, subset, item)); `mean_of`: several seeds'
     groups whose values are averaged per unit ("mean" kind only)."""
     kind = group["kind"].iloc[0]
@@ -119,12 +121,17 @@ def _unit_frame(group: pd.DataFrame) -> pd.DataFrame:
     return group.drop_duplicates(["split", "subset", "item"]).set_index(["split", "subset", "item"])
 
 
-def _keys(group: pd.DataFrame) -> pd.MultiIndex:
+def unit_keys(group: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_frame(group[["split", "subset", "item"]].drop_duplicates()).sort_values()
 
 
 def _compare_task(
-    samples: _Samples, a_cells: Sequence[str], b_cells: Sequence[str], task: str, conf: float, resamples: int
+    samples: ItemSamples,
+    a_cells: Sequence[str],
+    b_cells: Sequence[str],
+    task: str,
+    conf: float,
+    resamples: int,
 ) -> tuple[list[stats.Delta], str, str, str]:
     """The Δ (one, or several to pool) of one task, the unit, and why not where there is none."""
     a = [samples.get(c, task) for c in a_cells]
@@ -138,8 +145,8 @@ def _compare_task(
     unit = a_groups[0]["unit"].iloc[0]
     if len(kinds) > 1 or len(metrics) > 1:
         return [], unit, "", f"the settings keep different metrics ({', '.join(sorted(metrics))})"
-    keys = _keys(a_groups[0])
-    if any(not _keys(g).equals(keys) for g in [*a_groups, *b_groups]):
+    keys = unit_keys(a_groups[0])
+    if any(not unit_keys(g).equals(keys) for g in [*a_groups, *b_groups]):
         return [], unit, "", f"the settings were scored on different {_PLURAL.get(unit, unit)}"
     try:
         return _paired(a_groups, b_groups, keys, kinds.pop(), stats.task_seed(task), conf, resamples, unit)
@@ -161,22 +168,22 @@ def _paired(
     compares each seed with the one baseline, for `_pool` to average."""
     if kind == "mean" and unit == "experiment":  # a handful of units: see evalharness.t_interval
         d = t_interval.paired_t_delta(
-            _sample(a_groups[0], keys, a_groups), _sample(b_groups[0], keys, b_groups),
+            aligned_sample(a_groups[0], keys, a_groups), aligned_sample(b_groups[0], keys, b_groups),
             confidence=conf, resamples=resamples, seed=seed,
         )  # fmt: skip
         return [d], unit, T_TEST if d.method == "t" else PERMUTATION, ""
     if kind == "mean" or (len(a_groups) == 1 and len(b_groups) == 1):
         d = stats.paired_delta(
-            _sample(a_groups[0], keys, a_groups if kind == "mean" else ()),
-            _sample(b_groups[0], keys, b_groups if kind == "mean" else ()),
+            aligned_sample(a_groups[0], keys, a_groups if kind == "mean" else ()),
+            aligned_sample(b_groups[0], keys, b_groups if kind == "mean" else ()),
             confidence=conf, resamples=resamples, seed=seed,
         )  # fmt: skip
         return [d], unit, PERMUTATION, ""
     if len(b_groups) > 1:
         return [], unit, "", f"the baseline has several seeds and a {kind} score: no paired test"
-    base = _sample(b_groups[0], keys)
+    base = aligned_sample(b_groups[0], keys)
     return [
-        stats.paired_delta(_sample(g, keys), base, confidence=conf, resamples=resamples, seed=seed)
+        stats.paired_delta(aligned_sample(g, keys), base, confidence=conf, resamples=resamples, seed=seed)
         for g in a_groups
     ], unit, BOOTSTRAP, ""  # fmt: skip
 
@@ -202,7 +209,7 @@ def significance(
 ) -> Significance:
     """Every Δ of the comparison with its CI and test (see the module docstring)."""
     base_cols, _ = baseline_columns(comp, baseline)
-    samples = _Samples(results)
+    samples = ItemSamples(results)
     seeds = comp.seed_scores
     cells = seeds.groupby(["column", "task"], sort=False)["cell"].agg(list).to_dict()
     rows, kept = [], {}

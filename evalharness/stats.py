@@ -425,6 +425,35 @@ def _percentile_ci(distribution: np.ndarray, confidence: float) -> tuple[float, 
     return float(low), float(high)
 
 
+def resampled_scores(sample: Sample, units: np.ndarray) -> np.ndarray:
+    """The task's score on each row of `units` ((B, n) unit indices drawn with replacement), NaN where
+    undefined; parts a resample does not draw are left out, as in `paired_delta`. Several settings
+    given the same `units` are resampled *paired* (the report's Borda rank uncertainty)."""
+    parts = _parts(sample)
+    labels = np.unique(parts)
+    rows = max(1, _MAX_CELLS // max(1, sample.n))
+    out = []
+    for start in range(0, len(units), rows):
+        chunk = np.asarray(units[start : start + rows], dtype=int)
+        if sample.kind == "mean":
+            out.append(_mean_delta(sample.values[chunk], parts[chunk], labels))
+        elif sample.kind == "max_ap":
+            ranking = ap_ranking.ranking(sample.values, sample.signs, sample.gold, parts, labels)
+            out.append(_nanmean(ranking.max_ap(ap_ranking.counts(chunk, sample.n)), axis=0))
+        elif len(labels) == 1:
+            out.append(_correlation_rows(sample.kind, sample.values[chunk], sample.gold[chunk]))
+        else:
+            stat = _statistic(sample.kind)
+            out.append(
+                np.array([
+                    _nanmean(np.array([stat(sample.values[r][parts[r] == p], sample.gold[r][parts[r] == p])
+                                       for p in labels]), axis=0)
+                    for r in chunk
+                ])
+            )  # fmt: skip
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Many Δs: across tasks
 # ---------------------------------------------------------------------------------------------

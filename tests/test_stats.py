@@ -362,3 +362,38 @@ def test_task_seeds_are_stable_and_distinct():
     assert task_seed("SciFact") == task_seed("SciFact")
     assert len({task_seed(t) for t in ("SciFact", "NFCorpus", "ArguAna")}) == 3
     assert task_seed("SciFact", 1) != task_seed("SciFact")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores on resamples (the Borda rank's uncertainty)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["mean", "spearman", "pearson", "max_ap"])
+@pytest.mark.parametrize("n_parts", [1, 2])
+def test_resampled_scores_equal_the_score_of_the_resampled_arrays(kind, n_parts):
+    from evalharness.stats import resampled_scores
+
+    n = 60
+    parts = np.repeat(np.arange(n_parts), n // n_parts)
+    if kind == "max_ap":
+        values, gold = _pairs(n, seed=30, noise=1.0)
+        sample = Sample(kind, values, gold, parts=parts, signs=(1.0, -1.0))
+    elif kind == "mean":
+        values, _ = _queries(n, 0.0, seed=30)
+        gold = None
+        sample = Sample(kind, values, parts=parts)
+    else:
+        values, _, gold = _sts(n, seed=30, noise_a=0.5, noise_b=1.0)
+        sample = Sample(kind, values, gold, parts=parts)
+    assert resampled_scores(sample, np.arange(n)[None]) == pytest.approx([score(sample)], abs=1e-12)
+    units = np.random.default_rng(1).integers(0, n, (25, n))
+    expected = [
+        score(Sample(kind, values[u], None if gold is None else gold[u], parts=parts[u], signs=sample.signs))
+        if len(np.unique(parts[u])) == n_parts
+        else math.nan
+        for u in units
+    ]
+    got = resampled_scores(sample, units)
+    drawn_all = ~np.isnan(expected)
+    np.testing.assert_allclose(got[drawn_all], np.asarray(expected)[drawn_all], rtol=0, atol=1e-12)
