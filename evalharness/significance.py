@@ -334,7 +334,7 @@ def task_texts(sig: Significance, comp: Comparison) -> pd.DataFrame:
             texts.append(f"no CI: {row.note}")
             continue
         mark = " *" if row.significant else ""
-        test = {BOOTSTRAP: " (bootstrap p)", T_TEST: " (t-test)"}.get(row.test, "")
+        test = {BOOTSTRAP: " (bootstrap p)", T_TEST: f" (t-test, n={row.n:g})"}.get(row.test, "")
         text = f"{_interval(row.delta, row.low, row.high)} p={row.p_holm:.4g}{test}{mark}"
         if not pd.isna(row.train_sd):
             text += f", train-sample SD {row.train_sd:.2f}"
