@@ -15,8 +15,6 @@ from typing import Any
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-log = logging.getLogger("evalharness")
-
 
 def _resolve_task(name: str):
     """An mteb task by name (offline tasks included); a typo gets the runner's close-match message."""
@@ -223,8 +221,10 @@ def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
                 config_name=app.config_name, overrides=[o for o in fixed if not o.startswith("hydra")]
             )
         typed = OmegaConf.to_object(cfg)
-    except Exception:
-        return None
+    except Exception as err:  # a closed choice our dataclasses check (model.dtype=float17): exit 2 now
+        if type(err) is ValueError:
+            _fail(ConfigError(f"- {err}"), app.what)
+        return None  # Hydra's and OmegaConf's own errors: Hydra reports them
     folder = Path(getattr(typed, app.output_key)).expanduser()
     if folder.exists() and not folder.is_dir():
         _fail(

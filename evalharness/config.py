@@ -14,6 +14,8 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 # mteb: mteb's own implementation of a model it registers (evalharness/encoders/mteb_model.py)
 BACKENDS = ("decoder", "sentence-transformers", "mteb")
 SYMMETRIC_POLICIES = ("prompt-all", "raw")
+# auto: bfloat16 on a GPU that has it, else float32 (evalharness/encoders/backends.py resolves these)
+DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass
@@ -54,6 +56,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"model.backend={self.backend!r}; use one of {', '.join(BACKENDS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model.dtype={self.dtype!r}; use one of {', '.join(DTYPES)}")
         if self.symmetric not in SYMMETRIC_POLICIES:
             raise ValueError(
                 f"model.symmetric={self.symmetric!r}; use one of {', '.join(SYMMETRIC_POLICIES)}"

@@ -422,3 +422,10 @@ def test_texts_are_encoded_in_chunks_with_the_same_vectors(smollm2_config, monke
     chunked = ICLEncoder(smollm2_config, backend=chunked_backend).encode(_loader(texts, 4), **kwargs)
     assert chunked_backend.calls == [texts[0:3], texts[3:6], texts[6:8]]
     np.testing.assert_array_equal(chunked, whole)
+
+
+def test_the_configs_dtype_choices_are_the_ones_the_backend_resolves():
+    from evalharness.config import DTYPES
+    from evalharness.encoders import backends
+
+    assert DTYPES == ("auto", *backends.DTYPES)

@@ -233,6 +233,11 @@ FAILURES = [
       "local_dir='{t}/snaps/mteb__scifact'"]),
     ("results-dir-is-a-file", lambda t: [f"results_dir={_file(t / 'results.txt')}"],
      ["results_dir={t}/results.txt is a file, not a folder; choose another results_dir"]),
+    # closed choices, checked when the config is composed: before Hydra, the task check or any model
+    ("unknown-dtype", lambda t: ["model.dtype=float17"],
+     ["- model.dtype='float17'; use one of auto, float32, float16, bfloat16"]),
+    ("unknown-backend", lambda t: ["model.backend=onnx"],
+     ["- model.backend='onnx'; use one of decoder, sentence-transformers, mteb"]),
 ]  # fmt: skip
 
 
