@@ -100,7 +100,7 @@ def write_synthetic(root: Path, seed: int = 0) -> Path:
 
 
 def _time(results_dir: Path, confidence: float, resamples: int) -> float:
-    from evalharness.report import build_report
+    from evalharness.reporting import build_report
 
     start = time.perf_counter()
     build_report(results_dir, confidence=confidence, resamples=resamples)

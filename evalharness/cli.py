@@ -198,11 +198,9 @@ def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
     results_dir (or fail with NotADirectoryError when results_dir is a file). Returns the validated
     (config, plan), or None where Hydra must report the problem (its own override errors, sweeps:
     each multirun job validates its own config)."""
-    from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
-    from evalharness.config import CONF_DIR
+    from evalharness.api import compose
     from evalharness.plan import ConfigError
 
     flags = [o for o in overrides if o.startswith("-")]
@@ -216,11 +214,7 @@ def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
         return None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(
-                config_name=app.config_name, overrides=[o for o in fixed if not o.startswith("hydra")]
-            )
-        typed = OmegaConf.to_object(cfg)
+        typed = compose(app.config_name, [o for o in fixed if not o.startswith("hydra")])
     except Exception as err:  # a closed choice our dataclasses check (model.dtype=float17): exit 2 now
         if type(err) is ValueError:
             _fail(ConfigError(f"- {err}"), app.what)
@@ -306,7 +300,7 @@ def _train_app() -> HydraApp:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Tables, deltas, Borda rank, published numbers and plots from any results folder."""
-    from evalharness.report import write_report
+    from evalharness.reporting import write_report
 
     references = [r for r in args.reference or [] if r != "none"]
     path, text = write_report(

@@ -117,37 +117,28 @@ def prune_other_revisions(root: Path, name: str, revision: str | None) -> list[P
 
 def run_demo(results_dir: str | Path, models: Sequence[str], shots: Sequence[int]) -> tuple[Path, str]:
     """Run the demo into `results_dir` and write its report; returns the report's path and text."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from evalharness.config import CONF_DIR, register_configs
-    from evalharness.report import write_report
+    from evalharness.api import run_config
+    from evalharness.reporting import write_report
     from evalharness.runner import run
 
-    register_configs()
     root = Path(results_dir)
     before = snapshot_files(root)
     t0 = time.monotonic()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for model in models:
-            overrides = [
-                f"model={model}",
-                "benchmark=offline-mini",
-                f"shots=[{','.join(map(str, shots))}]",
-                "examples=train",
-                "seed=0",
-                f"results_dir={root}",
-                "embedding_cache=null",  # see the module docstring
-                "overwrite=true",  # recomputed every time; unchanged files are put back below
-            ]
-            cfg = compose(config_name="config", overrides=overrides)
-            print(
-                f"== {model}: offline-mini, shots {list(shots)}, examples sampled from train (seed 0)",
-                flush=True,
-            )
-            run_cfg = OmegaConf.to_object(cfg)
-            run(run_cfg)
-            prune_other_revisions(root, run_cfg.model.name, run_cfg.model.revision)
+    for model in models:
+        run_cfg = run_config(
+            model,
+            ["benchmark=offline-mini", "examples=train"],
+            shots=list(shots),
+            seed=0,
+            results_dir=str(root),
+            embedding_cache=None,  # see the module docstring
+            overwrite=True,  # recomputed every time; unchanged files are put back below
+        )
+        print(
+            f"== {model}: offline-mini, shots {list(shots)}, examples sampled from train (seed 0)", flush=True
+        )
+        run(run_cfg)
+        prune_other_revisions(root, run_cfg.model.name, run_cfg.model.revision)
     kept, changed = restore_unchanged(root, before)
     path, text = write_report(root, baseline=0)
     elapsed = time.monotonic() - t0

@@ -1,6 +1,6 @@
 """A report's content (`Report`) and its rendering: Markdown, and one self-contained HTML page.
 
-`evalharness.report.build_report` fills a `Report` from a results folder; everything here only turns
+`evalharness.reporting.build_report` fills a `Report` from a results folder; everything here only turns
 frames into text (numbers to 2 decimals, Δ with its sign marked, counts as integers), so Markdown and
 HTML show the same sections in the same order, and the same results give the same bytes.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalharness.comparison import N_TASKS, Comparison
+from evalharness.comparison import MEAN_TASKS, N_TASKS, Comparison
 from evalharness.effect import effect_groups
 from evalharness.published import ReferenceSection
 from evalharness.results import Results
@@ -48,6 +48,42 @@ class Report:
     examples_effect: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: how the Borda table's rank stability was measured (evalharness.rank_uncertainty); "": not measured
     borda_note: str = ""
+
+    def write(self, out_dir: str | Path, *, plots: bool = True) -> tuple[Path, str]:
+        """Write report.md, report.html, scores.csv (the main scores on the selected splits and subsets,
+        tidy), significance.csv and plots/*.png into `out_dir`; returns the Markdown path and text."""
+        from evalharness import plots as plotting
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if plots and not self.comparison.empty:
+            self.plots = plotting.save_all(
+                out / "plots",
+                tasks=self.tasks,
+                delta_tasks=self.delta_tasks,
+                seed_scores=self.comparison.seed_scores,
+                columns=self.comparison.columns,
+                baseline=self.baseline,
+                errors=_plot_errors(self, plotting.ALL_TASKS),
+            )
+        text = render_markdown(self)
+        path = out / "report.md"
+        path.write_text(text, encoding="utf-8")
+        (out / "report.html").write_text(render_html(self), encoding="utf-8")
+        self.results.main().drop(columns=["is_main", "selected"]).to_csv(out / "scores.csv", index=False)
+        if self.significance is not None and not self.significance.tasks.empty:
+            self.significance.tasks.to_csv(out / "significance.csv", index=False, float_format="%.6g")
+        else:  # an earlier report's statistics would no longer match this report
+            (out / "significance.csv").unlink(missing_ok=True)
+        return path, text
+
+
+def _plot_errors(rep: Report, all_tasks: str) -> pd.DataFrame | None:
+    """The pooled Δ CIs, keyed by the score-vs-shots plot's panel names."""
+    if rep.significance is None:
+        return None
+    pooled = rep.significance.pooled
+    return pooled.assign(group=pooled["group"].replace({MEAN_TASKS: all_tasks}))
 
 
 # ---------------------------------------------------------------------------------------------

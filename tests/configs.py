@@ -1,5 +1,6 @@
-"""One way for tests to build a typed RunConfig: the schema, a model config, the test's defaults,
-then the case's overrides (merged as Hydra would, so wrong keys and types fail the same way)."""
+"""One way for tests to build a typed RunConfig: through the public API's `run_config`, the one place
+a config is composed (conf/config.yaml, then the model config, then the test's defaults and the
+case's overrides, merged as Hydra would, so wrong keys and types fail the same way)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from evalharness.api import run_config as compose_run_config
 from evalharness.config import ModelConfig, RunConfig
 
 
 def run_config(model_config: ModelConfig, defaults: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
-    base = OmegaConf.structured(RunConfig)
-    base.model = OmegaConf.structured(model_config)
-    return OmegaConf.to_object(OmegaConf.merge(base, defaults, overrides))  # type: ignore[return-value]
+    fields = OmegaConf.to_container(OmegaConf.merge(defaults, overrides))
+    return compose_run_config(model_config, **fields)  # type: ignore[arg-type]

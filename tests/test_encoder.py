@@ -428,4 +428,4 @@ def test_the_configs_dtype_choices_are_the_ones_the_backend_resolves():
     from evalharness.config import DTYPES
     from evalharness.encoders import backends
 
-    assert DTYPES == ("auto", *backends.DTYPES)
+    assert ("auto", *backends.DTYPES) == DTYPES

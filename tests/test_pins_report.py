@@ -12,7 +12,7 @@ import pytest
 from mteb.results import TaskResult
 
 from evalharness.plan import Cell
-from evalharness.report import MEAN_TASKS, build_report, compare
+from evalharness.reporting import MEAN_TASKS, build_report, compare
 from evalharness.results import load
 
 MODEL, REVISION = "org/pins-model", "rev-pins"

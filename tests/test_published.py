@@ -14,7 +14,7 @@ from pathlib import Path
 import mteb
 import pytest
 
-from evalharness.report import load_published
+from evalharness.reporting import load_published
 
 REFERENCE = Path(__file__).parent / "data" / "published-results.md"
 

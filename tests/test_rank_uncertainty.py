@@ -14,7 +14,7 @@ from mteb.results import TaskResult
 from evalharness import per_item
 from evalharness.comparison import borda, compare
 from evalharness.rank_uncertainty import rank_stability, with_stability
-from evalharness.report import build_report
+from evalharness.reporting import build_report
 from evalharness.results import load
 from tests.test_report_selection import result_for
 

@@ -120,7 +120,7 @@ def test_first_relevant_rank():
 
 @pytest.fixture(scope="module")
 def report(run, tmp_path_factory):
-    from evalharness.report import build_report
+    from evalharness.reporting import build_report
 
     cfg, _ = run
     return build_report(Path(cfg.results_dir), confidence=0, examples_effect=1)
@@ -151,7 +151,7 @@ def test_the_effect_view_lists_the_largest_per_query_changes_with_their_ranks(ru
 
 def test_the_effect_view_is_in_both_report_pages_and_can_be_left_out(run, report):
     from evalharness.render import render_html, render_markdown
-    from evalharness.report import build_report
+    from evalharness.reporting import build_report
 
     md, page = render_markdown(report), render_html(report)
     row = report.examples_effect.iloc[0]

@@ -18,7 +18,7 @@ from mteb.results import BenchmarkResults, ModelResult, TaskResult
 from PIL import Image
 
 from evalharness.plan import Cell
-from evalharness.report import (
+from evalharness.reporting import (
     MEAN_TASKS,
     MEAN_TYPES,
     N_TASKS,

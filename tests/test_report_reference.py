@@ -19,7 +19,7 @@ import pytest
 from mteb.results import TaskResult
 
 from evalharness.reference import MTEB1_MAIN_SCORES, find_model, mteb1_main_score, ref_metric
-from evalharness.report import MEAN_TASKS, N_TASKS, build_report
+from evalharness.reporting import MEAN_TASKS, N_TASKS, build_report
 
 V1 = "MTEB(eng, v1)"
 ZERO = "0-shot"

@@ -22,7 +22,7 @@ from PIL import Image
 
 from evalharness import plots
 from evalharness import selection as sel
-from evalharness.report import (
+from evalharness.reporting import (
     MEAN_TASKS,
     N_TASKS,
     borda,

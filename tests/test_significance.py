@@ -14,7 +14,7 @@ import pytest
 from evalharness import per_item, significance, stats
 from evalharness.comparison import MEAN_TASKS
 from evalharness.plan import validate
-from evalharness.report import build_report, write_report
+from evalharness.reporting import build_report, write_report
 from evalharness.results import load
 from evalharness.runner import Runner
 from tests import local_tasks

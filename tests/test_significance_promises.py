@@ -15,7 +15,7 @@ import pytest
 from scipy import stats as sps
 
 from evalharness import per_item, significance, stats
-from evalharness.report import build_report
+from evalharness.reporting import build_report
 from tests.test_report_selection import V1, V1_PART, VALUES, our_cell
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "results" / "demo"

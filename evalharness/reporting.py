@@ -157,8 +157,6 @@ def write_report(
     tidy) and plots/*.png into `out_dir` (default: the results folder). `reference`: "paper" and/or
     folders of mteb's results repository; `benchmark`: see `build_report`. Returns the Markdown path and
     text."""
-    from evalharness import plots as plotting
-
     rep = build_report(
         results_dir,
         baseline,
@@ -168,33 +166,4 @@ def write_report(
         resamples=resamples,
         examples_effect=examples_effect,
     )
-    out = Path(out_dir or results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if plots and not rep.comparison.empty:
-        rep.plots = plotting.save_all(
-            out / "plots",
-            tasks=rep.tasks,
-            delta_tasks=rep.delta_tasks,
-            seed_scores=rep.comparison.seed_scores,
-            columns=rep.comparison.columns,
-            baseline=rep.baseline,
-            errors=_plot_errors(rep, plotting.ALL_TASKS),
-        )
-    text = render_markdown(rep)
-    path = out / "report.md"
-    path.write_text(text, encoding="utf-8")
-    (out / "report.html").write_text(render_html(rep), encoding="utf-8")
-    rep.results.main().drop(columns=["is_main", "selected"]).to_csv(out / "scores.csv", index=False)
-    if rep.significance is not None and not rep.significance.tasks.empty:
-        rep.significance.tasks.to_csv(out / "significance.csv", index=False, float_format="%.6g")
-    else:  # an earlier report's statistics would no longer match this report
-        (out / "significance.csv").unlink(missing_ok=True)
-    return path, text
-
-
-def _plot_errors(rep: Report, all_tasks: str) -> pd.DataFrame | None:
-    """The pooled Δ CIs, keyed by the score-vs-shots plot's panel names."""
-    if rep.significance is None:
-        return None
-    pooled = rep.significance.pooled
-    return pooled.assign(group=pooled["group"].replace({MEAN_TASKS: all_tasks}))
+    return rep.write(out_dir or results_dir, plots=plots)
