@@ -42,11 +42,12 @@ def compose(config_name: str = "config", overrides: Sequence[str] = ()) -> Any:
 
 
 def run_config(
-    model: str | ModelConfig = "smollm2-135m", overrides: Sequence[str] = (), **fields: Any
+    model: str | ModelConfig = "smollm2-135m", overrides: Sequence[str] = (), /, **fields: Any
 ) -> RunConfig:
     """A `RunConfig`: conf/config.yaml with `model` (a name from `evalharness models`, a YAML path or
     a `ModelConfig`), Hydra `overrides` ("examples=knn", "model.batch_size=8"), then `fields` merged
-    into the typed config as Hydra would merge them (a wrong key or type fails here)."""
+    into the typed config as Hydra would merge them (a wrong key or type fails here; `model={...}`
+    edits the model config)."""
     named = isinstance(model, str) and model in available_models()
     cfg = compose("config", [*([f"model={model}"] if named else []), *overrides])
     base = OmegaConf.structured(cfg)

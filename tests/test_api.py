@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import evalharness
 from evalharness import api
 from evalharness.config import RunConfig
 

@@ -1,4 +1,4 @@
-"""The package's shape, as the README's architecture section draws it: every module named there, in
+"""The package's shape, as docs/architecture.md draws it: every module named there, in
 an order where each module imports only modules listed below it (so there are no import cycles,
 function-level imports included), and no module longer than ~500 lines without a stated reason."""
 
@@ -115,10 +115,10 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def readme_modules() -> list[str]:
-    """The modules the README's architecture listing names, top to bottom, as dotted names."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Architecture", 1)[1]
+def architecture_doc_modules() -> list[str]:
+    """The modules docs/architecture.md's listing names, top to bottom, as dotted names."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("# Architecture", 1)[1]
     block = section.split("```", 2)[1]
     out = []
     for line in block.splitlines():
@@ -148,13 +148,13 @@ def test_the_graph_sees_function_level_and_package_imports():
     assert evalharness.evaluate.__module__ == "evalharness.api"
 
 
-def test_readme_architecture_names_every_module_in_import_order():
+def test_architecture_doc_names_every_module_in_import_order():
     graph = import_graph()
-    listed = readme_modules()
+    listed = architecture_doc_modules()
     assert len(listed) == len(set(listed)), "a module is listed twice"
     missing = sorted(set(graph) - set(listed))
     extra = sorted(set(listed) - set(graph))
-    assert not missing and not extra, f"README architecture: missing {missing}, no such module {extra}"
+    assert not missing and not extra, f"docs/architecture.md: missing {missing}, no such module {extra}"
     position = {m: i for i, m in enumerate(listed)}
     upward = sorted(
         f"{m} imports {t}, listed above it"

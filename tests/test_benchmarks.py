@@ -1,6 +1,6 @@
-"""The benchmarks' own accounting: the numbers in the README are only as good as the task they run on,
-the lower bound they divide by and the counters they read, so those are checked here (the timed runs
-themselves are `make bench`, not tests)."""
+"""The benchmarks' own accounting: the numbers in docs/performance.md are only as good as the task
+they run on, the lower bound they divide by and the counters they read, so those are checked here (the
+timed runs themselves are `make bench`, not tests)."""
 
 from __future__ import annotations
 

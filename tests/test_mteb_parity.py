@@ -13,7 +13,7 @@ its own `encode_query` / `encode_document` / `_resolve_prompt` and prepended by 
 Our side is `ICLEncoder.prompted_texts` (no weights either). The strings must agree byte for byte;
 the loading settings must agree except for the entries of DIFFERENCES, each with its reason:
 "deliberate" where we follow the model's authors or the paper, "open" where the gap is known and not
-closed yet (README, "Bundled models and how they compare with mteb's implementation"). A listed
+closed yet (docs/evaluating.md, "Bundled models and how they compare with mteb's implementation"). A listed
 difference that stops being one fails as well, so the table stays exact.
 
 Configs with `backend: mteb` are mteb's implementation itself and are not compared here.
@@ -361,7 +361,7 @@ def mteb_settings(name: str) -> dict[str, Any]:
         "truncation": "right",  # sentence-transformers tokenises prompt + text and keeps the start
         "eos": "appended" if tokenizer_kwargs.get("add_eos_token") else "tokenizer",
         # no loader sets it: the checkpoint's sentence-transformers modules decide (a Normalize module
-        # or not), which this offline test cannot read; listed so that the README says so
+        # or not), which this offline test cannot read; listed so that docs/evaluating.md says so
         "normalisation": "checkpoint",
     }
 

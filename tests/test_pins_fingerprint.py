@@ -226,7 +226,7 @@ def _air_data(root: Path) -> Path:
 def test_zero_shot_cell_is_shared_by_mteb_and_airbench_runs_with_other_examples(
     earlier, minilm_config, minilm_backend, tmp_path
 ):
-    """README (AIR-Bench): a results folder of its own is a choice, not a need. The train-examples
+    """docs/airbench.md: a results folder of its own is a choice, not a need. The train-examples
     sweep and an AIR-Bench sweep with its own example files add their zero-shot tasks to the zero-shot
     folder of the file-examples sweep; a re-run with yet other example files reuses all of it."""
     root, bases = earlier

@@ -1,7 +1,7 @@
 """Which splits and subsets a run scores, where task data come from, and the errors a user meets first
 (issue 12): per-task subset/split selection, snapshots lacking subsets, results never reused across
 selections, the hub offline, exit status 2 without a traceback, empty benchmark texts, dotted model
-names and the README's mapping line."""
+names and the documented mapping line (docs/evaluating.md)."""
 
 from __future__ import annotations
 
@@ -69,12 +69,12 @@ def test_every_model_config_loads_and_the_models_command_lists_them(capsys):
     assert listed == available_models() == files
 
 
-# -- the README's mapping line -----------------------------------------------------------------
+# -- the mapping line of docs/evaluating.md ------------------------------------------------------
 
 
-def test_the_readmes_mapping_line_works_as_written(tmp_path):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    (line,) = set(re.findall(r"`(tasks\.mapping=\{SciFact: /data/scifact\})`", readme))
+def test_the_docs_mapping_line_works_as_written(tmp_path):
+    doc = (REPO / "docs" / "evaluating.md").read_text(encoding="utf-8")
+    (line,) = set(re.findall(r"`(tasks\.mapping=\{SciFact: /data/scifact\})`", doc))
     _write_scifact_snapshot(tmp_path)
     mapping = line.replace("/data/scifact", str(tmp_path / "mteb__scifact"))
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""The training promises of the README ("Training"), each pinned by a fast check on tiny data that
+"""The training promises of docs/training.md, each pinned by a fast check on tiny data that
 needs neither a training run nor the reference's virtualenv: the collator's order of draws against
 FlagEmbedding's `_create_batch_data` written out by hand, the configured caps and budget, the loss the
 Trainer computes (pooling, temperature, in-batch negatives by type, distillation, the cross-device

@@ -136,7 +136,7 @@ class LocalDataLoader(DataLoader):
         shown = "\n    ".join(str(p) for p in paths)
         raise AirBenchError(
             f"{what}: no file under benchmark.airbench.data_dir={self.root}; tried\n    {shown}\n"
-            "  Copy the hub dataset there (README, section AIR-Bench) or fix data_dir."
+            "  Copy the hub dataset there (docs/airbench.md, section 'Offline') or fix data_dir."
         )
 
     # -- air-benchmark's DataLoader interface --------------------------------------------------------
@@ -182,7 +182,7 @@ class LocalDataLoader(DataLoader):
             return [
                 f"task {task.name}: none of {', '.join(str(f) for f in folders)} exists under "
                 f"benchmark.airbench.data_dir; copy the hub dataset {HUB_ORG}/{repo} there as "
-                f"{HUB_ORG}__{repo} (README, section AIR-Bench)"
+                f"{HUB_ORG}__{repo} (docs/airbench.md, section 'Offline')"
             ]
         wanted = [(self.corpus_paths(*args), "corpus")]
         wanted += [(self.queries_paths(*args, s), f"{s} queries") for s in splits]
@@ -203,7 +203,7 @@ def make_loader(version: str, data_dir: str | None, cache_dir: str | None = None
         if not root.is_dir():
             raise AirBenchError(
                 f"benchmark.airbench.data_dir={data_dir} is not a folder; create it with the hub "
-                "datasets (README, section AIR-Bench) or unset it to read from the hub"
+                "datasets (docs/airbench.md, section 'Offline') or unset it to read from the hub"
             )
         return LocalDataLoader(root, version)
     return HubDataLoader(version, cache_dir=cache_dir)

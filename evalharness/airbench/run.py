@@ -95,7 +95,7 @@ def _offline_without_data(ab: Any) -> list[str]:
     if offline and not ab.data_dir and not ab.cache_dir:
         return [
             "AIR-Bench data would come from the hub, but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set; "
-            "set benchmark.airbench.data_dir to local copies of the datasets (README, section AIR-Bench)"
+            "set benchmark.airbench.data_dir to local copies of the datasets (docs/airbench.md, section 'Offline')"
         ]
     return []
 

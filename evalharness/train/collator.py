@@ -12,7 +12,7 @@ are cut to their caps, and examples are added while the prefix, counted with the
 tokens, stays within `prefix_max_tokens` (FlagEmbedding's `query_max_len - 512`; when that budget is 0
 it trains zero-shot without a word, FlagEmbedding #1158 — here a warning says so and the counts show
 it). With the same seed the reference's global `random` and this collator's `rng` give the same
-batches (`benchmarks/parity_train.py`). The switches where we may differ (README: "where we differ from
+batches (`benchmarks/parity_train.py`). The switches where we may differ (docs/training.md: "where we differ from
 FlagEmbedding and why") are `TrainConfig`'s `positive`, `class_group`, `prompt_passages`,
 `example_cut` and `query_truncation`.
 """

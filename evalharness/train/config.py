@@ -21,7 +21,7 @@ MANIFEST = "evalharness_train.json"
 IN_BATCH_TYPES = ("retrieval",)
 #: FlagEmbedding's `symmetric_*` types: their batches are `symmetric_batch_size` queries.
 SYMMETRIC_TYPES = ("sts", "classification", "clustering")
-#: Closed choices of the batch-construction switches (README: "where we differ from FlagEmbedding").
+#: Closed choices of the batch-construction switches (docs/training.md: "where we differ from FlagEmbedding").
 CHOICES = {
     "positive": ("random", "first"),
     "class_group": ("labels", "fill"),
