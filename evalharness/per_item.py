@@ -337,7 +337,13 @@ def selected_parts(parts: Sequence[dict[str, Any]], chosen: set[tuple[str, str]]
 #: (per item and scoring function for max_ap, `column` naming it; "" otherwise).
 ITEM_COLUMNS = ["task", "split", "subset", "metric", "kind", "unit", "item", "column", "value", "gold"]
 #: Classification by test item: each experiment's accuracy per part (the train-sample spread).
-EXPERIMENT_COLUMNS = ["task", "split", "subset", "experiment", "value"]
+EXPERIMENT_COLUMNS = [
+    "task",
+    "split",
+    "subset",
+    "experiment_no",
+    "value",
+]  # not "experiment": the cell's folder
 NO_FILE = "no per-item file (results from elsewhere, or written before evalharness kept per-item values)"
 
 
@@ -385,7 +391,7 @@ def experiment_frame(data: Mapping[str, Any], base: Mapping[str, Any], chosen: s
     import pandas as pd
 
     rows = [
-        {**base, "task": data["task"], "split": part["split"], "subset": part["subset"], "experiment": i,
+        {**base, "task": data["task"], "split": part["split"], "subset": part["subset"], "experiment_no": i,
          "value": float(v)}
         for part in selected_parts(data["parts"], chosen)
         for i, v in enumerate(part.get("experiments") or [])

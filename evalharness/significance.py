@@ -276,7 +276,9 @@ def _train_sd(results: Results, a_cells: Sequence[str], b_cells: Sequence[str], 
 
     def per_experiment(cells: Sequence[str]) -> pd.Series:
         mine = frame[frame["cell"].isin(cells)]
-        return mine.groupby(["split", "subset", "experiment"])["value"].mean().groupby("experiment").mean()
+        return (
+            mine.groupby(["split", "subset", "experiment_no"])["value"].mean().groupby("experiment_no").mean()
+        )
 
     a, b = per_experiment(a_cells), per_experiment(b_cells)
     if len(a) < 2 or not a.index.equals(b.index):

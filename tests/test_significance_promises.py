@@ -166,3 +166,39 @@ def test_few_experiments_get_a_t_interval_that_agrees_with_the_t_test():
     se = np.sqrt(sum(x.var(ddof=1) / 10 for x in diffs)) / 2
     assert d.delta == pytest.approx(np.mean([x.mean() for x in diffs]))
     assert d.se == pytest.approx(se)
+
+
+def _classification_items(
+    folder, mean: float, pattern: list[int], seed: int, experiments: list[float]
+) -> None:
+    """AmazonCounterfactualClassification per test item (shares of 10 experiments right, mean `mean`)
+    for the part MTEB(eng, v1) scores, and an unscored part whose experiments are far off."""
+    counts = np.random.default_rng(seed).permutation(np.resize(pattern, N))  # mean: the pattern's
+    assert counts.mean() == pytest.approx(10 * mean) and counts.max() <= 10
+    parts = [
+        {"split": "test", "subset": "en", "ids": [str(i) for i in range(N)], "values": list(counts / 10),
+         "experiments": experiments},
+        {"split": "validation", "subset": "en", "ids": [str(i) for i in range(N)], "values": [0.0] * N,
+         "experiments": [0.0] * 10},
+    ]  # fmt: skip
+    data = {"format": per_item.FORMAT, "task": "AmazonCounterfactualClassification", "metric": "accuracy",
+            "kind": "mean", "unit": "item", "parts": parts}  # fmt: skip
+    (folder / "per_item").mkdir(exist_ok=True)
+    (folder / "per_item" / "AmazonCounterfactualClassification.json").write_text(json.dumps(data))
+
+
+def test_classification_rows_have_test_items_as_units_and_the_train_sample_spread(tmp_path):
+    """n is the test set's size, the test is the paired permutation test on the items, and train_sd
+    is the SD over mteb's experiments of the experiment-wise Δ, from the scored part only."""
+    zero_runs = [0.66, 0.71, 0.69, 0.74, 0.70, 0.68, 0.72, 0.70, 0.67, 0.73]
+    few_runs = [0.73, 0.74, 0.77, 0.76, 0.75, 0.72, 0.78, 0.74, 0.75, 0.76]
+    _classification_items(our_cell(tmp_path, 0, {"name": V1}), 0.70, [4, 6, 8, 10], 1, zero_runs)
+    _classification_items(our_cell(tmp_path, 1, {"name": V1}, shift=SHIFT), 0.75, [5, 7, 8, 10], 2, few_runs)
+    rep = build_report(tmp_path, resamples=300)
+    row = _row(rep, "AmazonCounterfactualClassification")
+    assert (row["unit"], row["n"], row["test"]) == ("item", N, significance.PERMUTATION)
+    assert row["delta"] == pytest.approx(5.0, abs=1e-9)
+    expected = 100 * np.std(np.subtract(few_runs, zero_runs), ddof=1)
+    assert row["train_sd"] == pytest.approx(expected, abs=1e-9)
+    text = rep.significance and significance.task_texts(rep.significance, rep.comparison)
+    assert f"train-sample SD {expected:.2f}" in text.to_string()
