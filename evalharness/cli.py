@@ -151,19 +151,10 @@ def _summarise(records) -> str:
 
 #: Failures a user can fix: printed as one "error: ..." message (exit status 2), no traceback.
 def _anticipated() -> tuple[type[BaseException], ...]:
-    from evalharness.encoders.attention import AttentionError
-    from evalharness.encoders.loading import ModelLoadError
-    from evalharness.examples import ExampleError
-    from evalharness.instructions import InstructionError
-    from evalharness.plan import ConfigError
-    from evalharness.prompts import PromptError
-    from evalharness.tasks.resolve import TaskResolutionError
-    from evalharness.train.data import TrainDataError
+    """Failures the CLI reports as `error:` lines (exit 2) instead of a traceback: ours share one base."""
+    from evalharness.errors import EvalharnessError
 
-    return (
-        AttentionError, ConfigError, ExampleError, InstructionError, ModelLoadError, PromptError,
-        TaskResolutionError, TrainDataError, FloatingPointError,
-    )  # fmt: skip
+    return EvalharnessError, FloatingPointError
 
 
 def _full_errors() -> bool:
@@ -171,9 +162,12 @@ def _full_errors() -> bool:
 
 
 def _fail(err: BaseException, what: str) -> None:
-    """Validation errors are lists of problems ("- ..." lines, all at once); others are one line."""
-    if str(err).startswith("- "):
-        print(f"error: the {what} configuration has problems:\n{err}", file=sys.stderr)
+    """A validation error lists its problems ("- ..." lines, all at once); others are one line."""
+    from evalharness.errors import EvalharnessError
+
+    if isinstance(err, EvalharnessError) and (err.listed or len(err.problems) > 1):
+        lines = "\n".join(f"- {p.message}" for p in err.problems)
+        print(f"error: the {what} configuration has problems:\n{lines}", file=sys.stderr)
     else:
         print(f"error: {err}", file=sys.stderr)
     raise SystemExit(2)
@@ -201,6 +195,7 @@ def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from evalharness.api import compose
+    from evalharness.errors import EvalharnessError
     from evalharness.plan import ConfigError
 
     flags = [o for o in overrides if o.startswith("-")]
@@ -216,14 +211,14 @@ def _prevalidate(app: HydraApp, overrides: Sequence[str]) -> Any:
     try:
         typed = compose(app.config_name, [o for o in fixed if not o.startswith("hydra")])
     except Exception as err:  # a closed choice our dataclasses check (model.dtype=float17): exit 2 now
-        if type(err) is ValueError:
-            _fail(ConfigError(f"- {err}"), app.what)
+        if isinstance(err, EvalharnessError):
+            _fail(ConfigError(err.problems), app.what)
         return None  # Hydra's and OmegaConf's own errors: Hydra reports them
     folder = Path(getattr(typed, app.output_key)).expanduser()
     if folder.exists() and not folder.is_dir():
         _fail(
             ConfigError(
-                f"- {app.output_key}={folder} is a file, not a folder; choose another {app.output_key}"
+                f"{app.output_key}={folder} is a file, not a folder; choose another {app.output_key}"
             ),
             app.what,
         )
@@ -478,13 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from evalharness.examples import ExampleError
-    from evalharness.instructions import InstructionError
-    from evalharness.prompts import PromptError
+    from evalharness.errors import EvalharnessError
 
     try:
         return args.func(args)
-    except (ExampleError, InstructionError, PromptError, ValueError, FileNotFoundError) as err:
+    except (EvalharnessError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from evalharness.errors import ChoiceError
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 # mteb: mteb's own implementation of a model it registers (evalharness/encoders/mteb_model.py)
@@ -54,14 +56,10 @@ class ModelConfig:
     meta: dict[str, Any] = field(default_factory=dict)  # ModelMeta fields (n_parameters, license, ...)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"model.backend={self.backend!r}; use one of {', '.join(BACKENDS)}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"model.dtype={self.dtype!r}; use one of {', '.join(DTYPES)}")
-        if self.symmetric not in SYMMETRIC_POLICIES:
-            raise ValueError(
-                f"model.symmetric={self.symmetric!r}; use one of {', '.join(SYMMETRIC_POLICIES)}"
-            )
+        for key, value, choices in (("backend", self.backend, BACKENDS), ("dtype", self.dtype, DTYPES),
+                                    ("symmetric", self.symmetric, SYMMETRIC_POLICIES)):  # fmt: skip
+            if value not in choices:
+                raise ChoiceError(f"model.{key}", value, choices)
 
 
 def available_models() -> list[str]:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from evalharness.errors import EvalharnessError
+
 if TYPE_CHECKING:
     from collections.abc import Collection
 
@@ -32,7 +34,7 @@ logger = logging.getLogger(__name__)
 Source = Literal["table7", "override", "mteb-task-prompt", "mteb-type-default"]
 
 
-class InstructionError(ValueError):
+class InstructionError(EvalharnessError, ValueError):
     """An override file or task that yields no usable instruction; the message says how to fix it."""
 
 

@@ -25,6 +25,7 @@ from evalharness.config import RunConfig
 from evalharness.encoders import mteb_model
 from evalharness.encoders.icl import ICLEncoder
 from evalharness.encoders.loading import build_model_meta
+from evalharness.errors import EvalharnessError
 from evalharness.examples import STRATEGIES
 from evalharness.instructions import load_instructions
 from evalharness.prompts import get_template
@@ -41,7 +42,9 @@ from evalharness.tasks.resolve import (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(EvalharnessError, ValueError):
+    listed = True
+
     """Every problem found before any model loads, one per line, each with its fix."""
 
 
@@ -344,5 +347,5 @@ def validate(cfg: RunConfig) -> RunPlan:
         planned = [PlannedCell(c, experiment_dir(results, cfg, c), cell_fingerprint(cfg, c)) for c in cells]
         problems += earlier_results_problems(cfg, tasks, planned)
     if problems:
-        raise ConfigError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
+        raise ConfigError(problems)
     return RunPlan(cfg, tuple(tasks), tuple(planned), instructions)

@@ -18,12 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from evalharness.errors import EvalharnessError
 from evalharness.examples import Example
 
 PLACEHOLDERS = ("instruction", "query", "response")
 
 
-class PromptError(ValueError):
+class PromptError(EvalharnessError, ValueError):
     """A template or prompt input that cannot work; the message names the fix."""
 
 

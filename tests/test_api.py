@@ -61,3 +61,30 @@ def test_the_package_root_exports_the_api_lazily():
                                         "run_config", "train"}  # fmt: skip
     with pytest.raises(AttributeError):
         evalharness.nothing_here  # noqa: B018
+
+
+def test_every_anticipated_failure_shares_one_base_and_carries_its_problems_as_data():
+    from evalharness import errors
+    from evalharness.airbench.tasks import AirBenchError
+    from evalharness.encoders.attention import AttentionError
+    from evalharness.encoders.loading import ModelLoadError
+    from evalharness.examples import ExampleError
+    from evalharness.instructions import InstructionError
+    from evalharness.plan import ConfigError
+    from evalharness.prompts import PromptError
+    from evalharness.tasks.offline.common import OfflineDataMissingError
+    from evalharness.tasks.resolve import TaskResolutionError
+    from evalharness.train.data import TrainDataError
+
+    for cls in (AirBenchError, AttentionError, ConfigError, ExampleError, InstructionError, ModelLoadError,
+                OfflineDataMissingError, PromptError, TaskResolutionError, TrainDataError):  # fmt: skip
+        assert issubclass(cls, errors.EvalharnessError), cls
+    with pytest.raises(errors.ChoiceError) as caught:
+        api.run_config("minilm", ["model.dtype=float17"])
+    (problem,) = caught.value.problems
+    assert (problem.key, problem.value, problem.choices) == ("model.dtype", "float17", ("auto", "float32",
+                                                                                       "float16", "bfloat16"))  # fmt: skip
+    listed = ConfigError(["a is wrong; fix a", "b is wrong; fix b", "a is wrong; fix a"])
+    assert str(listed) == "- a is wrong; fix a\n- b is wrong; fix b"  # every problem once, listed
+    assert [p.message for p in listed.problems] == ["a is wrong; fix a", "b is wrong; fix b"]
+    assert str(ExampleError("one thing")) == "one thing" and isinstance(ExampleError("x"), ValueError)

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evalharness.errors import EvalharnessError
+
 PREFIX = "AIRBench_"
 BENCHMARK_NAME = "air-bench"
 VERSION_PREFIX = "AIR-Bench_"
@@ -32,7 +34,7 @@ LANGUAGE_SCRIPTS = {
 }  # fmt: skip
 
 
-class AirBenchError(ValueError):
+class AirBenchError(EvalharnessError, ValueError):
     """A problem with the AIR-Bench configuration, data or examples; the message says how to fix it."""
 
 

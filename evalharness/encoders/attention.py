@@ -12,10 +12,12 @@ from typing import Any
 
 import torch
 
+from evalharness.errors import EvalharnessError
+
 logger = logging.getLogger(__name__)
 
 
-class AttentionError(ValueError):
+class AttentionError(EvalharnessError, ValueError):
     """A setting the model's attention cannot honour (the prefix cache on a bidirectional model)."""
 
 

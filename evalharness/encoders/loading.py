@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.config import ModelConfig
+from evalharness.errors import EvalharnessError
 from evalharness.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def load_mteb_model(config: ModelConfig) -> Any:
     return mteb.get_model(config.name, revision=config.revision, device=device)
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(EvalharnessError, RuntimeError):
     """The weights could not be had (no hub access and not in the local cache, a wrong id or path);
     the message says how to get them."""
 

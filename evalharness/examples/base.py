@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from evalharness.errors import EvalharnessError
+
 Embed = Callable[[list[str]], np.ndarray]
 """Raw (unprompted) text -> L2-normalised vectors; only the per-query `knn` strategy needs it."""
 
@@ -48,7 +50,7 @@ class ExampleSet(Protocol):
     def used(self) -> dict[str, list[dict]]: ...
 
 
-class ExampleError(ValueError):
+class ExampleError(EvalharnessError, ValueError):
     """A problem with few-shot examples that the user has to fix (bad file, missing file, too few
     examples, leakage). The message always names the problem and the fix."""
 

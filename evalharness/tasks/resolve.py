@@ -13,10 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evalharness.errors import EvalharnessError
+
 logger = logging.getLogger(__name__)
 
 
-class TaskResolutionError(ValueError):
+class TaskResolutionError(EvalharnessError, ValueError):
     """Unknown task or benchmark names, or a broken local-snapshot setup."""
 
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalharness.errors import EvalharnessError
 from evalharness.jsonl import numbered_json_lines
 from evalharness.train.config import ROW_TYPES, SYMMETRIC_TYPES, TrainDataConfig
 
 logger = logging.getLogger(__name__)
 
 
-class TrainDataError(ValueError):
+class TrainDataError(EvalharnessError, ValueError):
     """A training input that cannot work; the message names the file, the line and the fix."""
 
 

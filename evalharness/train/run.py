@@ -112,7 +112,7 @@ def validate(cfg: TrainConfig) -> TrainPlan:
         if m.backend == "mteb"
     ]
     if problems:
-        raise TrainDataError("\n".join(f"- {p}" for p in dict.fromkeys(problems)))
+        raise TrainDataError(problems, listed=True)
     batches = StepBatches(datasets, cfg.batch_size, cfg.seed, world_size(), cfg.symmetric_batch_size)
     return TrainPlan(datasets, batches, template)
 

@@ -45,6 +45,7 @@ from typing import Any, ClassVar, TypeVar
 from datasets import Dataset, DatasetDict, Features
 from mteb import TaskMetadata
 
+from evalharness.errors import EvalharnessError
 from evalharness.tasks.offline.scales import _check_scale, get_scale
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ SEED = 42
 # ---------------------------------------------------------------------------------------------------
 
 
-class OfflineDataMissingError(RuntimeError):
+class OfflineDataMissingError(EvalharnessError, RuntimeError):
     """A data package (or a file in it) is not installed."""
 
 
