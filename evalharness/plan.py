@@ -20,7 +20,7 @@ from typing import Any
 
 import mteb
 
-from evalharness import store
+from evalharness import cells, store
 from evalharness.config import RunConfig
 from evalharness.encoders import mteb_model
 from evalharness.encoders.icl import ICLEncoder
@@ -43,9 +43,9 @@ from evalharness.tasks.resolve import (
 
 
 class ConfigError(EvalharnessError, ValueError):
-    listed = True
-
     """Every problem found before any model loads, one per line, each with its fix."""
+
+    listed = True
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,8 @@ class Cell:
     set_id: str | None = None
 
     def experiment_kwargs(self) -> dict[str, Any]:
-        """What mteb names the experiment folder after (sorted keys, `key_value__...`)."""
-        kwargs: dict[str, Any] = {"shots": self.shots, "examples": self.strategy, "template": self.template}
-        if self.seed is not None:
-            kwargs["seed"] = self.seed
-        if self.set_id:
-            kwargs["set"] = self.set_id
-        return kwargs
+        """What mteb names the experiment folder after (evalharness.cells, which also reads it back)."""
+        return cells.experiment_kwargs(self.shots, self.strategy, self.seed, self.template, self.set_id)
 
     @property
     def label(self) -> str:

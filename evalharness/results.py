@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 from mteb.results import TaskResult
 
-from evalharness import per_item
+from evalharness import cells, per_item
 from evalharness import selection as sel
 from evalharness.selection import SELECTION_COLUMNS
 from evalharness.taskinfo import main_score_name, task_type
@@ -50,14 +50,6 @@ MISSING_COLUMNS = [*CELL_COLUMNS, "task", "reason"]
 EXPERIMENT_FRAME_COLUMNS = [*CELL_COLUMNS, *per_item.EXPERIMENT_COLUMNS]
 #: per cell and task, its kept rankings file (evalharness.rankings) and the examples its cell used
 RANKING_COLUMNS = [*CELL_COLUMNS, "task", "file", "examples"]
-# mteb's experiment-name keys (see runner.Cell.experiment_kwargs) -> our column names
-_EXPERIMENT_KEYS = {
-    "shots": "shots",
-    "examples": "strategy",
-    "seed": "seed",
-    "template": "template",
-    "set": "set_id",
-}
 
 
 @dataclass
@@ -98,20 +90,8 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
 
 
 def cell_from_experiment(name: str) -> dict[str, Any]:
-    """Cell settings from an mteb experiment folder name (`key_value__key_value`, sorted keys). Hashed
-    names (`exp_<sha>`, used by mteb for long or odd kwargs) carry nothing recoverable."""
-    cell: dict[str, Any] = {}
-    for part in name.split("__") if name and not name.startswith("exp_") else []:
-        key, _, value = part.partition("_")
-        column = _EXPERIMENT_KEYS.get(key)
-        if column in ("shots", "seed"):
-            try:
-                cell[column] = int(value)
-            except ValueError:
-                continue
-        elif column:
-            cell[column] = value
-    return cell
+    """Cell settings from an mteb experiment folder name (evalharness.cells reads what plan wrote)."""
+    return cells.settings_from_experiment(name)
 
 
 def _cell_folders(base: Path) -> Iterator[tuple[Path, str, str]]:

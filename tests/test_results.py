@@ -176,3 +176,27 @@ def test_missing_folder_is_a_clear_error_and_an_empty_one_a_problem(tmp_path):
     loaded = load(tmp_path)
     assert loaded.scores.empty
     assert loaded.problems == [f"no result files under {tmp_path}"]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [("shots", 0, "none", None, "bge-icl", None), ("shots", 3, "train", 2, "plain", None),
+     ("shots", -1, "file", None, "bge-icl", "v1"), ("shots", 5, "knn", 0, "e5", None)],
+    ids=["zero", "seeded", "file-set", "knn"],
+)  # fmt: skip
+def test_the_folder_mteb_names_after_a_cell_reads_back_as_that_cell(tmp_path, cell):
+    """The run names a cell's folder through mteb (ModelMeta.experiment_kwargs -> ResultCache path); the
+    report reads the cell back from that name with the same table (evalharness.cells)."""
+    from mteb import ResultCache
+
+    from evalharness.config import load_model_config
+    from evalharness.plan import Cell, RunConfig, experiment_dir
+
+    _, shots, strategy, seed, template, set_id = cell
+    planned = Cell(shots, strategy, seed, template, set_id)
+    cfg = RunConfig(model=load_model_config("minilm"))
+    folder = experiment_dir(ResultCache(tmp_path), cfg, planned)
+    expected = {"shots": shots, "strategy": strategy, "template": template}
+    expected |= {"seed": seed} if seed is not None else {}
+    expected |= {"set_id": set_id} if set_id else {}
+    assert cell_from_experiment(folder.name) == expected
