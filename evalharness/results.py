@@ -31,6 +31,7 @@ import pandas as pd
 from mteb.results import TaskResult
 
 from evalharness import cells, per_item
+from evalharness import manifest as manifest_schema
 from evalharness import selection as sel
 from evalharness.selection import SELECTION_COLUMNS
 from evalharness.taskinfo import main_score_name, task_type
@@ -87,6 +88,22 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError) as err:
         problems.append(f"unreadable {path}: {err}")
         return None
+
+
+def _read_manifest(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The cell's manifest read through its typed contract (evalharness.manifest), as the dict it was
+    written as; None (and a problem) for one that is unreadable or breaks the contract."""
+    if not path.exists():
+        return None
+    raw = _read_json(path, problems)
+    if raw is None:
+        return None
+    try:
+        parsed = manifest_schema.parse(raw, path)
+    except manifest_schema.ManifestError as err:
+        problems.append(f"unusable manifest: {err}")
+        return None
+    return {**raw, "tasks": {name: entry.as_dict() for name, entry in parsed.tasks.items()}}
 
 
 def cell_from_experiment(name: str) -> dict[str, Any]:
@@ -212,9 +229,7 @@ def load(results_dir: str | Path, benchmark: str | None = None) -> Results:
         task_files = sorted(
             f for f in folder.glob("*.json") if f.name not in _NOT_TASK_FILES and not f.name.startswith(".")
         )
-        manifest = (
-            _read_json(folder / "manifest.json", problems) if (folder / "manifest.json").exists() else None
-        )
+        manifest = _read_manifest(folder / manifest_schema.FILE, problems)
         if not task_files and not manifest:
             continue
         meta = (

@@ -21,6 +21,7 @@ from filelock import FileLock
 from omegaconf import OmegaConf
 
 from evalharness import kernels, store
+from evalharness import manifest as manifest_schema
 from evalharness.config import RunConfig
 from evalharness.encoders.cache import EmbeddingCache
 from evalharness.encoders.icl import ICLEncoder
@@ -100,7 +101,12 @@ class Runner:
 
     def _load_manifest(self, planned: PlannedCell) -> dict[str, Any]:
         path = planned.exp_dir / store.MANIFEST
-        fresh = {"cell": dataclasses.asdict(planned.cell), "fingerprint": planned.fingerprint, "tasks": {}}
+        fresh = {
+            "schema_version": manifest_schema.SCHEMA_VERSION,
+            "cell": dataclasses.asdict(planned.cell),
+            "fingerprint": planned.fingerprint,
+            "tasks": {},
+        }
         if not path.exists() or self.cfg.overwrite:
             return fresh
         manifest = store.read_manifest(path.parent)
@@ -120,6 +126,7 @@ class Runner:
             cell, exp_dir = planned.cell, planned.exp_dir
             manifest.update(
                 {
+                    "schema_version": manifest_schema.SCHEMA_VERSION,
                     "model": self.cfg.model.name,
                     "config": OmegaConf.to_container(OmegaConf.structured(self.cfg), resolve=True),
                     "versions": package_versions(),
@@ -155,8 +162,9 @@ class Runner:
                     entry["tokens_encoded"] = getattr(self.backend, "tokens_encoded", 0) - tokens0
                     entry["n_truncated"] = getattr(self.backend, "n_truncated", 0) - truncated0
                     manifest = store.merge_manifest(
-                        exp_dir, manifest, name, entry, keep_disk=not self.cfg.overwrite
-                    )
+                        exp_dir, manifest, name, manifest_schema.check_entry(entry, name),
+                        keep_disk=not self.cfg.overwrite,
+                    )  # fmt: skip
                 self.records.append(self._record(cell, name, entry, skipped=False))
                 elapsed = time.monotonic() - started
                 eta = elapsed / done_units * (total - done_units)
