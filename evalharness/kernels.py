@@ -80,13 +80,15 @@ def is_pinned(env: Mapping[str, str] | None = None) -> bool:
 
 
 def describe() -> dict[str, Any]:
-    """What a result records about the CPU kernels that computed it (stable across runs on one setup)."""
-    out: dict[str, Any] = {"pinned": os.environ.get(MARK) if is_pinned() else None}
-    if "torch" in sys.modules:
-        import torch
+    """What a result records about the CPU kernels that computed it (stable across runs on one setup:
+    torch's capability is always read, not only once something happened to import torch, which made
+    the first cell of a process record less than the others)."""
+    import torch
 
-        out["torch"] = torch.backends.cpu.get_cpu_capability()
-    return out
+    return {
+        "pinned": os.environ.get(MARK) if is_pinned() else None,
+        "torch": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def run_pinned(argv: Sequence[str]) -> int:

@@ -75,3 +75,12 @@ def test_a_run_records_the_kernels_that_computed_it(tmp_path):
     }
     assert recorded["pinned"] == {"pinned": "avx2", "torch": "AVX2"}
     assert recorded["native"]["pinned"] is None
+
+
+def test_the_record_does_not_depend_on_what_the_process_imported_before():
+    """The first cell of a process used to record no torch capability (torch not imported yet) and the
+    others one: the committed demo's manifests then depended on import order."""
+    code = "import json, sys; from evalharness import kernels; print(json.dumps(kernels.describe()), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    recorded, imported = out.rsplit(" ", 1)
+    assert "torch" in json.loads(recorded) and imported.strip() == "True"
