@@ -88,3 +88,33 @@ def test_every_anticipated_failure_shares_one_base_and_carries_its_problems_as_d
     assert str(listed) == "- a is wrong; fix a\n- b is wrong; fix b"  # every problem once, listed
     assert [p.message for p in listed.problems] == ["a is wrong; fix a", "b is wrong; fix b"]
     assert str(ExampleError("one thing")) == "one thing" and isinstance(ExampleError("x"), ValueError)
+
+
+def readme_cli_quickstart() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Usage\n\n```bash\n(.*?)```", text, re.S).group(1)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("evalharness ")]
+
+
+def test_the_readmes_cli_quickstart_runs_offline_as_written(tmp_path):
+    """Every command of the README's Usage block, in order, in a fresh folder: exit 0, and each does
+    what its comment says (the prompt shows its two examples, the sweep's cells are in the report)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    lines = readme_cli_quickstart()
+    assert [shlex.split(line)[1] for line in lines] == ["models", "tasks", "prompt", "run", "report"]
+    outputs = []
+    for line in lines:
+        args = shlex.split(line)[1:]
+        proc = subprocess.run([sys.executable, "-m", "evalharness.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert proc.returncode == 0, f"{line}\n{proc.stderr[-3000:]}"
+        outputs.append(proc.stdout)
+    assert "minilm" in outputs[0] and "OfflineLeeSTS" in outputs[1]
+    assert outputs[2].count("<instruct>") == 3  # two examples, then the query
+    report = (tmp_path / "results" / "report.md").read_text(encoding="utf-8")
+    assert "0-shot" in report and "2-shot train 2 seeds" in report  # seed=[0,1]: one column, two seeds
