@@ -31,20 +31,25 @@ logger = logging.getLogger(__name__)
 #: into the cache on first use).
 DEMO_MODELS = ("minilm", "smollm2-135m", "smollm2-135m-icl")
 
-#: Keys that differ between identical runs: timings, dates, cache statistics and where the code came from.
+#: Keys that differ between identical runs: timings, dates, cache statistics and where the code came
+#: from (the git revision, and the library versions a fresh install picks: a new transformers release
+#: changes the manifests' `versions` and mteb's run_settings `version`, not a number; the numbers
+#: themselves are compared, so a release that moves one still shows).
 VOLATILE = frozenset(
     {
         "evaluation_time", "evaluation_phases", "date", "kg_co2_emissions", "wall_time_s", "cache",
-        "tokens_encoded", "git_revision",
+        "tokens_encoded", "git_revision", "versions",
     }
 )  # fmt: skip
+#: Keys volatile only in one kind of file (a generic name elsewhere, e.g. an AIR-Bench config's version).
+VOLATILE_IN = {"run_settings.jsonl": frozenset({"version"})}
 
 
-def _stable(obj: Any) -> Any:
+def _stable(obj: Any, extra: frozenset[str] = frozenset()) -> Any:
     if isinstance(obj, dict):
-        return {k: _stable(v) for k, v in obj.items() if k not in VOLATILE}
+        return {k: _stable(v, extra) for k, v in obj.items() if k not in VOLATILE and k not in extra}
     if isinstance(obj, list):
-        return [_stable(v) for v in obj]
+        return [_stable(v, extra) for v in obj]
     return obj
 
 
@@ -68,7 +73,8 @@ def same_content(old: bytes, new: bytes, name: str) -> bool:
             if name.endswith(".jsonl")
             else (lambda b: json.loads(b.decode()))
         )
-        return _stable(_canonical(decode(old), name)) == _stable(_canonical(decode(new), name))
+        extra = VOLATILE_IN.get(name, frozenset())
+        return _stable(_canonical(decode(old), name), extra) == _stable(_canonical(decode(new), name), extra)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return False
 

@@ -73,6 +73,19 @@ def test_same_content_ignores_only_run_statistics():
                                          "date": 2}).encode(), "T.json")  # fmt: skip
     assert not same_content(old, json.dumps({"scores": {"test": [{"main_score": 0.51}]}}).encode(), "T.json")
     assert not same_content(b"a,b\n1,2\n", b"a,b\n1,3\n", "scores.csv")
+    # a fresh install's newer library versions are provenance, like the git revision; numbers are not
+    manifest = {"versions": {"transformers": "5.24.0"}, "tasks": {"T": {"main_score": 0.5}}}
+    newer = {"versions": {"transformers": "5.25.0"}, "tasks": {"T": {"main_score": 0.5}}}
+    assert same_content(json.dumps(manifest).encode(), json.dumps(newer).encode(), "manifest.json")
+    moved = {"versions": {"transformers": "5.25.0"}, "tasks": {"T": {"main_score": 0.51}}}
+    assert not same_content(json.dumps(manifest).encode(), json.dumps(moved).encode(), "manifest.json")
+    settings = {"task": "T", "version": {"transformers": "5.24.0"}, "splits": ["test"]}
+    line = json.dumps(settings) + "\n"
+    assert same_content(line.encode(), line.replace("5.24.0", "5.25.0").encode(), "run_settings.jsonl")
+    assert not same_content(line.encode(), line.replace('"test"', '"dev"').encode(), "run_settings.jsonl")
+    config = {"config": {"airbench": {"version": "AIR-Bench_24.04"}}}  # "version" elsewhere is content
+    other = {"config": {"airbench": {"version": "AIR-Bench_24.05"}}}
+    assert not same_content(json.dumps(config).encode(), json.dumps(other).encode(), "manifest.json")
 
 
 @pytest.mark.slow
