@@ -334,20 +334,27 @@ def deltas(comp: Comparison, baseline: int = 0) -> tuple[pd.DataFrame, list[str]
     return rows, notes
 
 
-def borda(comp: Comparison) -> pd.DataFrame:
-    """Borda rank of every model x setting as mteb's leaderboard computes it (`_get_borda_rank`: per
-    task, n − rank points with average ranks for ties; a missing task earns nothing; points ranked with
-    method="min"), with the means it is shown next to."""
+def borda_ranks(scores: Any) -> list[int]:
+    """mteb's Borda rank (`_get_borda_rank`: per task, n − rank points with average ranks for ties; a
+    missing task earns nothing; points ranked with method="min") of each row of `scores` (entries x
+    tasks, NaN = missing)."""
     import polars as pl
     from mteb.benchmarks._create_table import _get_borda_rank
 
+    values = pd.DataFrame(scores).to_numpy()
+    tasks = [f"t{i}" for i in range(values.shape[1])]  # polars column names must be plain strings
+    frame = pl.from_pandas(pd.DataFrame(values, columns=tasks)).fill_nan(None)
+    return frame.select(_get_borda_rank(tasks)).to_series().to_list()
+
+
+def borda(comp: Comparison) -> pd.DataFrame:
+    """Borda rank of every model x setting as mteb's leaderboard computes it (`borda_ranks`), with the
+    means it is shown next to."""
     table = task_table(comp)
     if table.empty:
         return pd.DataFrame()
     by_column = table.T
-    tasks = [f"t{i}" for i in range(by_column.shape[1])]  # polars column names must be plain strings
-    frame = pl.from_pandas(pd.DataFrame(by_column.to_numpy(), columns=tasks)).fill_nan(None)
-    ranks = frame.select(_get_borda_rank(tasks)).to_series().to_list()
+    ranks = borda_ranks(by_column)
     sums = summary(table).T
     out = pd.DataFrame(
         {

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from evalharness import stats
-from evalharness.comparison import Comparison, borda, task_table
+from evalharness.comparison import Comparison, borda, borda_ranks, task_table
 from evalharness.results import Results
 from evalharness.significance import ItemSamples, aligned_sample, unit_keys
 from evalharness.taskinfo import aggregate_children
@@ -56,16 +56,6 @@ def _task_draws(
     return per_column
 
 
-def _borda_ranks(scores: np.ndarray) -> np.ndarray:
-    """mteb's Borda rank of each entry (rows of `scores`: entries x tasks, NaN = missing)."""
-    import polars as pl
-    from mteb.benchmarks._create_table import _get_borda_rank
-
-    tasks = [f"t{i}" for i in range(scores.shape[1])]
-    frame = pl.from_pandas(pd.DataFrame(scores, columns=tasks)).fill_nan(None)
-    return np.asarray(frame.select(_get_borda_rank(tasks)).to_series().to_list())
-
-
 def rank_stability(
     results: Results, comp: Comparison, *, confidence: float = 0.95, resamples: int = 1000
 ) -> tuple[pd.DataFrame, int, int]:
@@ -89,10 +79,10 @@ def rank_stability(
         resampled += 1
         for j, column in enumerate(present):
             draws[:, columns.index(column), t] = task_draws[:, j]
-    ranks = np.stack([_borda_ranks(d) for d in draws]) if resampled else np.repeat(
-        _borda_ranks(observed)[None], resamples, axis=0
-    )  # fmt: skip
-    base = _borda_ranks(observed)
+    base = np.asarray(borda_ranks(observed))
+    ranks = (
+        np.stack([borda_ranks(d) for d in draws]) if resampled else np.repeat(base[None], resamples, axis=0)
+    )
     tail = (1 - confidence) / 2
     labels = table.columns
     frame = pd.DataFrame(
